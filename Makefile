@@ -1,0 +1,39 @@
+# The two set-up commands (README): `make run` and `make test`. Both create .venv and install
+# what they need from PyPI; nothing else is installed by hand.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+
+.PHONY: install run test lint typecheck check-migrations bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## make run: install, then serve on http://localhost:3003 (embedded PostgreSQL, local objects).
+run: install
+	$(BIN)/mediaplane serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+## make test: install, lint, type-check, then the whole suite against real servers.
+test: install lint typecheck
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/images_get.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

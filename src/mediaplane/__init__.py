@@ -1,0 +1,3 @@
+"""Mediaplane: a self-hostable media service (Media API + Authgear-compatible Images server)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Builds the FastAPI app: state, routers, error handlers, probes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mediaplane import __version__
+from mediaplane.auth import build_verifier
+from mediaplane.db import Database
+from mediaplane.images_api import UploadSigner, key_from_setting
+from mediaplane.images_api import router as images_router
+from mediaplane.keys import load_or_create_secret
+from mediaplane.settings import Settings
+from mediaplane.storage import ObjectStore, storage_router
+
+
+def images_signing_key(settings: Settings) -> bytes:
+    if settings.images_signing_key:
+        return key_from_setting(settings.images_signing_key)
+    return load_or_create_secret(settings.data_dir, "images-signing.key")
+
+
+def create_app(settings: Settings, *, database: Database, store: ObjectStore) -> FastAPI:
+    """The whole service over an already migrated database and a ready object store."""
+    app = FastAPI(title="Mediaplane", version=__version__)
+    app.state.settings = settings
+    app.state.db = database
+    app.state.store = store
+    app.state.verifier = build_verifier(settings)
+    app.state.images_signer = UploadSigner(images_signing_key(settings))
+    app.state.object_written_listeners = []
+
+    app.include_router(images_router)
+    app.include_router(storage_router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown paths and methods: still JSON with a machine-readable reason.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {
+            "type": f"urn:mediaplane:error:{code}",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "code": code,
+            "detail": str(exc.detail),
+        }
+        return JSONResponse(
+            body,
+            status_code=exc.status_code,
+            media_type="application/problem+json",
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        body = {
+            "type": "urn:mediaplane:error:internal_error",
+            "title": "internal error",
+            "status": 500,
+            "code": "internal_error",
+            "detail": "unexpected server error",
+        }
+        return JSONResponse(body, status_code=500, media_type="application/problem+json")
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> JSONResponse:
+        """The database and the object store answer."""
+        checks: dict[str, str] = {}
+        for name, check in (("database", database.check), ("storage", store.check)):
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # a probe reports, it does not raise
+                checks[name] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return app

@@ -1,0 +1,81 @@
+"""Authgear's error shape for every Images endpoint:
+`{"error": {"name": "Invalid", "reason": "InvalidSignature", "message": "...", "code": 400}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from mediaplane.errors import ErrorKind, MediaplaneError
+from mediaplane.web import STATUS_BY_KIND, Handler, error_headers
+
+NAME_BY_KIND = {
+    ErrorKind.INVALID: "Invalid",
+    ErrorKind.UNAUTHENTICATED: "Unauthorized",
+    ErrorKind.FORBIDDEN: "Forbidden",
+    ErrorKind.NOT_FOUND: "NotFound",
+    ErrorKind.CONFLICT: "AlreadyExists",
+    ErrorKind.TOO_LARGE: "RequestEntityTooLarge",
+    ErrorKind.RATE_LIMITED: "TooManyRequest",
+    ErrorKind.UNAVAILABLE: "ServiceUnavailable",
+}
+
+
+def pascal_case(reason: str) -> str:
+    """Authgear spells reasons in PascalCase: `invalid_signature` → `InvalidSignature`."""
+    return "".join(part[:1].upper() + part[1:] for part in reason.split("_"))
+
+
+def authgear_error(
+    kind: ErrorKind,
+    reason: str,
+    message: str,
+    *,
+    info: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    status = STATUS_BY_KIND[kind]
+    error: dict[str, Any] = {
+        "name": NAME_BY_KIND[kind],
+        "reason": pascal_case(reason),
+        "message": message,
+        "code": status,
+    }
+    if info:
+        error["info"] = info
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+class AuthgearRoute(APIRoute):
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except MediaplaneError as exc:
+                return authgear_error(
+                    exc.kind,
+                    exc.reason,
+                    exc.message,
+                    info=exc.details or None,
+                    headers=error_headers(exc),
+                )
+            except RequestValidationError as exc:
+                causes = [
+                    {"location": list(e.get("loc", ())), "message": e.get("msg", "")}
+                    for e in exc.errors()
+                ]
+                return authgear_error(
+                    ErrorKind.INVALID,
+                    "validation_failed",
+                    "invalid request body",
+                    info={"causes": causes},
+                )
+
+        return route

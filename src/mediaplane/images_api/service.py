@@ -1,0 +1,121 @@
+"""The Images server's logic: store an upload, find a file, render and cache its variants.
+
+Routes own the transaction; these functions add and flush. No FastAPI here.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mediaplane.errors import Conflict, NotFound
+from mediaplane.images_api.models import ImagesFile
+from mediaplane.images_api.schemas import UploadMetadata
+from mediaplane.images_api.urls import ImageRef
+from mediaplane.imaging import ImageLimits, inspect_image, render_profile, sniff_format
+from mediaplane.storage import ObjectNotFound, ObjectStore
+
+# Bump when the `profile` rendering changes: cached variants live under a versioned key, and
+# the ETag carries the version, so clients and caches never mix two renderings.
+PROFILE_VERSION = 1
+OPTIONS = ("profile", "original")
+
+
+@dataclass(frozen=True)
+class Variant:
+    data: bytes
+    content_type: str
+    etag: str
+
+
+def new_object_id() -> str:
+    """128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16).replace("-", "a").replace("_", "b")
+
+
+def get(session: Session, *, ref: ImageRef) -> ImagesFile:
+    row = session.scalars(
+        select(ImagesFile).where(
+            ImagesFile.app_id == ref.app_id, ImagesFile.object_id == ref.object_id
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("image_not_found", f"no image {ref.images_url}")
+    return row
+
+
+def exists(session: Session, *, ref: ImageRef) -> bool:
+    try:
+        get(session, ref=ref)
+    except NotFound:
+        return False
+    return True
+
+
+def create(
+    session: Session,
+    store: ObjectStore,
+    *,
+    ref: ImageRef,
+    metadata: UploadMetadata,
+    upload: Path,
+    limits: ImageLimits,
+) -> ImagesFile:
+    """Check the uploaded file is an image within limits, then store it and its row.
+
+    The row is inserted (and flushed) before the bytes are written: a concurrent upload of the
+    same object id blocks on the unique index and then fails, so it can never overwrite the
+    first one's object. If the write fails, the caller's rollback removes the row.
+    """
+    info = inspect_image(upload, limits)
+    row = ImagesFile(
+        id=str(uuid.uuid4()),
+        app_id=ref.app_id,
+        object_id=ref.object_id,
+        size=info.size_bytes,
+        metadata_=metadata.model_dump(exclude_none=True),
+        created_at=datetime.now(UTC).replace(tzinfo=None),
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise already_exists(ref) from None
+    with upload.open("rb") as data:
+        store.put(ref.storage_key, data, content_type=info.content_type)
+    return row
+
+
+def already_exists(ref: ImageRef) -> Conflict:
+    return Conflict("image_already_exists", f"{ref.images_url} was already uploaded")
+
+
+def profile_etag(row: ImagesFile) -> str:
+    return f'"{row.id}-profile-v{PROFILE_VERSION}"'
+
+
+def original_etag(row: ImagesFile) -> str:
+    return f'"{row.id}"'
+
+
+def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageLimits) -> Variant:
+    """The `profile` rendition: from the cache in storage, else rendered once and cached."""
+    ref = ImageRef(row.app_id, row.object_id)
+    key = ref.variant_key("profile", PROFILE_VERSION)
+    try:
+        data = store.read(key)
+    except ObjectNotFound:
+        rendered = render_profile(store.read(ref.storage_key), limits)
+        data = rendered.data
+        store.put(key, io.BytesIO(data), content_type=rendered.content_type)
+    fmt = sniff_format(data)
+    content_type = fmt.content_type if fmt else "application/octet-stream"
+    return Variant(data=data, content_type=content_type, etag=profile_etag(row))

@@ -1,0 +1,44 @@
+"""Image checks and renditions on untrusted bytes, with libvips (pyvips).
+
+- `inspect_image`: is an upload an image within `ImageLimits`, and what is it?
+- `render_profile`: the 240×240 `profile` avatar, upright, sRGB, metadata stripped.
+- `sniff_format`: the format from the magic bytes (never from the client's content type).
+
+Every refusal is an `ImageRejected` (or `ImageTooLarge`) with a stable `reason`; no libvips
+error leaves this package.
+"""
+
+from __future__ import annotations
+
+import pyvips
+
+from mediaplane.imaging.errors import ImageRejected, ImageTooLarge
+from mediaplane.imaging.formats import ImageFormat, sniff_format
+from mediaplane.imaging.inspect import ImageInfo, inspect_image
+from mediaplane.imaging.limits import ImageLimits
+from mediaplane.imaging.profile import RenderedImage, render_counter, render_profile
+
+# Only libvips' fuzzed, trusted loaders (JPEG, PNG, WebP, GIF, HEIF...) may run. The untrusted
+# ones (SVG in this build; ImageMagick, Matlab, FITS in others) are attack surface we never
+# need, and libvips picks a loader by itself from a file's bytes. Process-wide, on purpose.
+pyvips.block_untrusted_set(True)
+
+# libvips caches recent operations to reuse their results. Every request here brings new bytes,
+# so hits across requests do not happen, while each cached operation pins its input (the
+# upload's buffer) and its pixels. Measured: 40 renders of 10 MB uploads left ~150 MB resident
+# with the default 100 operations, ~85 MB with 16, ~46 MB with 0, and render and inspect times
+# were the same with 0, 16 or 100. 16 bounds what stays pinned to a few uploads.
+pyvips.cache_set_max(16)
+
+__all__ = [
+    "ImageFormat",
+    "ImageInfo",
+    "ImageLimits",
+    "ImageRejected",
+    "ImageTooLarge",
+    "RenderedImage",
+    "inspect_image",
+    "render_counter",
+    "render_profile",
+    "sniff_format",
+]

@@ -1,0 +1,177 @@
+"""Every knob of Mediaplane, read once from the environment (and an optional `.env`).
+
+Each field is documented in `docs/configuration.md`; names are the environment variables,
+without a prefix, as the two specs name them (`DATABASE_URL`, `IMAGES_HOST`, `R2_PUBLIC_URL`...).
+A wrong value fails at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("var"),
+        validation_alias=AliasChoices("MEDIAPLANE_DATA_DIR", "data_dir"),
+        description="Embedded PostgreSQL, local objects and dev keys live here.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://... of an external server (pgvector required). "
+        "Unset: an embedded PostgreSQL is started in DATA_DIR/postgres.",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="s3://BUCKET for an S3-compatible store, file:///PATH for local disk. "
+        "Unset: local disk under DATA_DIR/objects.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (MinIO, R2, ...)")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_path_style: bool = Field(
+        default=False, description="Path-style addressing (MinIO, SeaweedFS)."
+    )
+    s3_create_bucket: bool = Field(
+        default=False, description="Create the bucket at start if missing (dev and tests)."
+    )
+
+    # --- HTTP ----------------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("MEDIAPLANE_HOST", "host"))
+    port: int = Field(default=3003, validation_alias=AliasChoices("MEDIAPLANE_PORT", "port"))
+    public_url: str = Field(
+        default="http://localhost:3003",
+        description="Base URL clients reach this service at; local-disk presigned URLs use it.",
+    )
+    storage_signing_secret: str | None = Field(
+        default=None,
+        description="HMAC key of local-disk presigned URLs. Unset: generated in DATA_DIR.",
+    )
+
+    # --- imaging limits (checked from the header, before any decode) ---------------------------
+    max_image_pixels: int = Field(default=50_000_000, gt=0)
+    images_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+
+    # --- Images server (authgear-images.md) ---------------------------------------------------
+    images_signing_key: str | None = Field(
+        default=None,
+        description="Key of the upload URL signature: a raw secret, or an octet JWK "
+        '({"kty":"oct","k":...}). Unset: generated in DATA_DIR.',
+    )
+    images_host: str | None = Field(
+        default=None,
+        description="Host (optionally with scheme) that serves /_images; output URLs use it and "
+        "GETs that arrive on another host are redirected there.",
+    )
+    app_hosts: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description='JSON {"host": "app_id"} or "host=app,host2=app2": app id by request host.',
+    )
+    default_app_id: str = "app"
+    images_upload_url_ttl_seconds: int = Field(default=900, gt=0)
+    images_upload_rate_limit: int = Field(default=10, gt=0, description="Signed URLs per user.")
+    images_upload_rate_window_seconds: int = Field(default=60, gt=0)
+    images_cache_max_age: int = Field(default=31_536_000, ge=0)
+
+    # --- JWT ------------------------------------------------------------------------------------
+    jwt_jwks_url: str | None = None
+    jwt_public_key: str | None = Field(default=None, description="PEM public key (RSA/EC/EdDSA).")
+    jwt_hs256_secret: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwt_role_claims: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["role", "roles"],
+        description="Claims read for roles, in order: a string or a list of strings.",
+    )
+
+    # --- logging ----------------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+
+    @field_validator("app_hosts", mode="before")
+    @classmethod
+    def _parse_app_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            if text.startswith("{"):
+                return json.loads(text)
+            pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+            return {host.strip().lower(): app.strip() for host, app in pairs}
+        return value
+
+    @field_validator("jwt_role_claims", mode="before")
+    @classmethod
+    def _parse_role_claims(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(
+            ("postgresql://", "postgres://", "postgresql+psycopg://")
+        ):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL (PostgreSQL only)")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if value:
+            scheme = urlparse(value).scheme
+            if scheme not in ("s3", "file"):
+                raise ValueError("STORAGE_URL must be s3://BUCKET or file:///PATH")
+            if scheme == "s3" and not urlparse(value).netloc:
+                raise ValueError("STORAGE_URL s3:// needs a bucket name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_jwt_key_source(self) -> Settings:
+        sources = [self.jwt_jwks_url, self.jwt_public_key, self.jwt_hs256_secret]
+        if sum(1 for s in sources if s) > 1:
+            raise ValueError(
+                "set only one of JWT_JWKS_URL, JWT_PUBLIC_KEY, JWT_HS256_SECRET "
+                "(one key source avoids algorithm confusion)"
+            )
+        return self
+
+    @property
+    def uses_dev_jwt_key(self) -> bool:
+        """True when no JWT key is configured and the generated dev key signs tokens."""
+        return not (self.jwt_jwks_url or self.jwt_public_key or self.jwt_hs256_secret)
+
+    @property
+    def storage_backend(self) -> Literal["local", "s3"]:
+        return "s3" if self.storage_url and self.storage_url.startswith("s3://") else "local"
+
+    @property
+    def local_storage_root(self) -> Path:
+        if self.storage_url and self.storage_url.startswith("file://"):
+            return Path(urlparse(self.storage_url).path)
+        return self.data_dir / "objects"
+
+    @property
+    def s3_bucket(self) -> str:
+        return urlparse(self.storage_url or "").netloc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings(...)` instead."""
+    return Settings()

@@ -1,0 +1,96 @@
+"""HTTP error rendering shared by routers: one route class per error shape.
+
+A router declares its shape with `APIRouter(route_class=...)`; the route class catches domain
+errors (`MediaplaneError`) and request validation errors raised anywhere in the route,
+dependencies included, and renders them. `ProblemRoute` renders RFC 9457 problem+json (Media API,
+storage routes); the Images server defines its own Authgear-shaped class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from mediaplane.errors import ErrorKind, MediaplaneError
+
+STATUS_BY_KIND: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.UNAVAILABLE: 503,
+}
+
+
+def error_headers(exc: MediaplaneError) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if exc.kind is ErrorKind.UNAUTHENTICATED:
+        # RFC 6750 §3.1: no `error` attribute when the request carried no credentials at all.
+        headers["WWW-Authenticate"] = (
+            "Bearer"
+            if exc.reason == "missing_token"
+            else f'Bearer error="invalid_token", error_description="{exc.reason}"'
+        )
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    return headers
+
+
+def problem_response(exc: MediaplaneError) -> JSONResponse:
+    status = STATUS_BY_KIND[exc.kind]
+    body: dict[str, Any] = {
+        "type": f"urn:mediaplane:error:{exc.reason}",
+        "title": exc.kind.value.replace("_", " "),
+        "status": status,
+        "code": exc.reason,
+        "detail": exc.message,
+    }
+    if exc.details:
+        body["errors"] = exc.details
+    return JSONResponse(
+        body, status_code=status, headers=error_headers(exc), media_type="application/problem+json"
+    )
+
+
+def validation_problem(exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    body = {
+        "type": "urn:mediaplane:error:validation_failed",
+        "title": "unprocessable content",
+        "status": 422,
+        "code": "validation_failed",
+        "detail": "the request does not match the expected shape",
+        "errors": errors,
+    }
+    return JSONResponse(body, status_code=422, media_type="application/problem+json")
+
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class ProblemRoute(APIRoute):
+    """Renders domain and validation errors as application/problem+json."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except MediaplaneError as exc:
+                return problem_response(exc)
+            except RequestValidationError as exc:
+                return validation_problem(exc)
+
+        return route

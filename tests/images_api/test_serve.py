@@ -1,0 +1,140 @@
+"""GET /_images/APP_ID/OBJECT_ID/{profile|original}: public, cached, upright, stripped."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pyvips
+from fastapi.testclient import TestClient
+
+from mediaplane.images_api.models import ImagesFile
+from mediaplane.imaging import render_counter
+from mediaplane.runtime import Runtime
+from tests.images_api.helpers import signed_upload_url
+from tests.imaging.factories import jpeg_metadata_segments
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+EXIF = FIXTURES / "exif-orientation"
+ORIENTATION_FILES = sorted(p.name for p in EXIF.glob("*.jpg"))
+
+
+def upload(client: TestClient, app, object_id: str, data: bytes) -> None:
+    resp = client.post(signed_upload_url(app, "app", object_id), files={"file": ("x.jpg", data)})
+    assert resp.status_code == 200, resp.text
+
+
+def mean_abs_diff(a: bytes, b: bytes) -> float:
+    left = pyvips.Image.new_from_buffer(a, "")
+    right = pyvips.Image.new_from_buffer(b, "")
+    return float((left - right).abs().avg())
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_profile_of_every_orientation_is_upright_240_and_stripped(
+    client: TestClient, app, backend: str
+) -> None:
+    # The set holds orientations 0 (no tag) to 8 for both families: 18 files.
+    assert len(ORIENTATION_FILES) == 18
+    for name in ORIENTATION_FILES:
+        upload(client, app, name.replace(".jpg", "").replace("_", "-"), (EXIF / name).read_bytes())
+    reference: dict[str, bytes] = {}
+    for family in ("Landscape", "Portrait"):
+        resp = client.get(f"/_images/app/{family}-1/profile")
+        assert resp.status_code == 200
+        reference[family] = resp.content
+    for name in ORIENTATION_FILES:
+        family = name.split("_")[0]
+        resp = client.get(f"/_images/app/{name.replace('.jpg', '').replace('_', '-')}/profile")
+        assert resp.status_code == 200, name
+        assert resp.headers["content-type"] == "image/jpeg"
+        image = pyvips.Image.new_from_buffer(resp.content, "")
+        assert (image.width, image.height) == (240, 240), name
+        # Upright: close to the orientation-1 rendering (a wrong rotation differs by > 40).
+        assert mean_abs_diff(resp.content, reference[family]) < 6, name
+        assert jpeg_metadata_segments(resp.content) == [], name
+
+
+def test_a_wrong_rotation_would_be_caught(client: TestClient, app) -> None:
+    # Guards the threshold above: the same picture rotated 90° is far from the reference.
+    upload(client, app, "ref", (EXIF / "Landscape_1.jpg").read_bytes())
+    reference = client.get("/_images/app/ref/profile").content
+    rotated = pyvips.Image.new_from_buffer(reference, "").rot90().jpegsave_buffer()
+    assert mean_abs_diff(rotated, reference) > 25
+
+
+def test_repeat_profile_get_does_no_image_work_and_etag_gives_304(client, app) -> None:
+    upload(client, app, "face", (FIXTURES / "faces" / "biden_1.jpg").read_bytes())
+    before = render_counter.value
+    first = client.get("/_images/app/face/profile")
+    assert first.status_code == 200
+    assert render_counter.value == before + 1
+    second = client.get("/_images/app/face/profile")
+    assert second.status_code == 200 and second.content == first.content
+    assert render_counter.value == before + 1  # served from the cached variant
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert "immutable" in first.headers["cache-control"]
+    assert "public" in first.headers["cache-control"]
+    not_modified = client.get("/_images/app/face/profile", headers={"If-None-Match": etag})
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert render_counter.value == before + 1
+
+
+def test_original_is_the_stored_bytes_with_sniffed_type(client, app) -> None:
+    data = (FIXTURES / "faces" / "obama_2.jpg").read_bytes()
+    upload(client, app, "orig", data)
+    resp = client.get("/_images/app/orig/original")
+    assert resp.status_code == 200 and resp.content == data
+    assert resp.headers["content-type"] == "image/jpeg"
+    assert resp.headers["content-disposition"] == "inline"
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    etag = resp.headers["etag"]
+    assert (
+        client.get("/_images/app/orig/original", headers={"If-None-Match": etag}).status_code == 304
+    )
+
+
+def test_original_that_is_not_an_image_is_an_attachment(client, app, runtime: Runtime) -> None:
+    # Uploads only accept images; this guards files that reached storage some other way.
+    runtime.store.put(
+        "app/html", io.BytesIO(b"<html><script>alert(1)</script>"), content_type="text/html"
+    )
+    with runtime.database.transaction() as session:
+        session.add(
+            ImagesFile(
+                id="row-html",
+                app_id="app",
+                object_id="html",
+                size=31,
+                metadata_={"uploaded_by": "admin_api", "user_id": "u"},
+                created_at=datetime.now(UTC).replace(tzinfo=None),
+            )
+        )
+    resp = client.get("/_images/app/html/original")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/octet-stream"
+    assert resp.headers["content-disposition"] == "attachment"
+
+
+def test_unknown_option_or_object_is_404(client, app) -> None:
+    upload(client, app, "known", (FIXTURES / "faces" / "obama_1.jpg").read_bytes())
+    for path in (
+        "/_images/app/known/thumbnail",
+        "/_images/app/unknown/profile",
+        "/_images/other/known/original",
+    ):
+        resp = client.get(path)
+        assert resp.status_code == 404, path
+        assert resp.json()["error"]["name"] == "NotFound"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"images_host": "cdn.example.com"}])
+def test_images_host_redirects_other_hosts(client, app) -> None:
+    resp = client.get("/_images/app/x/profile", follow_redirects=False)
+    assert resp.status_code == 302
+    assert resp.headers["location"] == "https://cdn.example.com/_images/app/x/profile"
+    on_cdn = client.get("/_images/app/x/profile", headers={"host": "cdn.example.com"})
+    assert on_cdn.status_code == 404  # served (not redirected) on the images host

@@ -1,0 +1,55 @@
+"""Settings: every knob documented, wrong values fail fast naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mediaplane.settings import Settings
+
+DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
+
+
+def env_names(name: str) -> list[str]:
+    field = Settings.model_fields[name]
+    alias = field.validation_alias
+    choices = getattr(alias, "choices", None)
+    if choices:
+        return [str(choices[0])]
+    return [name.upper()]
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_every_setting_is_documented(name: str) -> None:
+    text = DOC.read_text()
+    for env in env_names(name):
+        assert f"`{env}`" in text, f"{env} is not in docs/configuration.md"
+
+
+def test_wrong_values_fail_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///x.db")
+    with pytest.raises(ValidationError, match="database_url"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("STORAGE_URL", "ftp://x")
+    with pytest.raises(ValidationError, match="storage_url"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.delenv("STORAGE_URL")
+    monkeypatch.setenv("JWT_HS256_SECRET", "s")
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "pem")
+    with pytest.raises(ValidationError, match="only one of"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_app_hosts_accepts_json_and_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_HOSTS", '{"a.example.com": "a"}')
+    assert Settings(_env_file=None).app_hosts == {"a.example.com": "a"}  # type: ignore[call-arg]
+    monkeypatch.setenv("APP_HOSTS", "A.example.com=a, b.example.com=b")
+    assert Settings(_env_file=None).app_hosts == {  # type: ignore[call-arg]
+        "a.example.com": "a",
+        "b.example.com": "b",
+    }
+    monkeypatch.setenv("MEDIAPLANE_DATA_DIR", "/srv/media")
+    assert Settings(_env_file=None).data_dir == Path("/srv/media")  # type: ignore[call-arg]
