@@ -94,6 +94,9 @@ def settings(
         "images_signing_key": "test-images-signing-key",
         "storage_signing_secret": "test-storage-signing-secret",
         "log_json": False,
+        # Tests call the sweeper themselves, at the moment that matters.
+        "upload_sweep_interval_seconds": 0,
+        "storage_events_secret": "test-events-secret",
     }
     if backend == "s3":
         server = request.getfixturevalue("s3_server")

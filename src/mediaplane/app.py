@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediaplane import __version__
 from mediaplane.auth import build_verifier
+from mediaplane.consent.routes import router as consent_router
 from mediaplane.db import Database
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
 from mediaplane.keys import load_or_create_secret
+from mediaplane.media_api.routes import router as media_router
 from mediaplane.settings import Settings
-from mediaplane.storage import ObjectStore, storage_router
+from mediaplane.storage import ObjectInfo, ObjectStore, storage_router
+from mediaplane.uploads import Signal, UploadTracker
+from mediaplane.uploads.sweeper import SweeperThread
 
 
 def images_signing_key(settings: Settings) -> bytes:
@@ -24,16 +31,38 @@ def images_signing_key(settings: Settings) -> bytes:
 
 def create_app(settings: Settings, *, database: Database, store: ObjectStore) -> FastAPI:
     """The whole service over an already migrated database and a ready object store."""
-    app = FastAPI(title="Mediaplane", version=__version__)
+    tracker = UploadTracker(db=database, store=store, settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = None
+        if settings.upload_sweep_interval_seconds > 0:
+            sweeper = SweeperThread(
+                tracker, interval_seconds=settings.upload_sweep_interval_seconds
+            )
+            sweeper.start()
+        yield
+        if sweeper is not None:
+            sweeper.stop()
+
+    app = FastAPI(title="Mediaplane", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = database
     app.state.store = store
     app.state.verifier = build_verifier(settings)
     app.state.images_signer = UploadSigner(images_signing_key(settings))
-    app.state.object_written_listeners = []
+    app.state.uploads = tracker
+
+    def storage_wrote(info: ObjectInfo) -> None:
+        # Local disk: the storage route itself reports each completed PUT.
+        tracker.notice_key(info.key, via=Signal.STORAGE)
+
+    app.state.object_written_listeners = [storage_wrote]
 
     app.include_router(images_router)
     app.include_router(storage_router)
+    app.include_router(consent_router)
+    app.include_router(media_router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -86,6 +86,27 @@ class Settings(BaseSettings):
     images_upload_rate_window_seconds: int = Field(default=60, gt=0)
     images_cache_max_age: int = Field(default=31_536_000, ge=0)
 
+    # --- Media API (acme-media-api.md) -------------------------------------------------------
+    upload_url_ttl_seconds: int = Field(default=600, gt=0, description="Presigned PUT lifetime.")
+    download_url_ttl_seconds: int = Field(default=900, gt=0, description="Presigned GET lifetime.")
+    selfie_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    photo_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    profile_picture_max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    r2_public_url: str | None = Field(
+        default=None,
+        description="Public base of the bucket; only used to build `fileUrl` identifiers.",
+    )
+    storage_events_secret: str | None = Field(
+        default=None,
+        description="Shared secret of POST /v1/storage/events; unset: the endpoint refuses all.",
+    )
+    upload_sweep_interval_seconds: float = Field(
+        default=15.0, ge=0, description="How often pending uploads are HEADed; 0 disables."
+    )
+    upload_sweep_grace_seconds: int = Field(
+        default=120, ge=0, description="How long after its URL expired an upload is still HEADed."
+    )
+
     # --- JWT ------------------------------------------------------------------------------------
     jwt_jwks_url: str | None = None
     jwt_public_key: str | None = Field(default=None, description="PEM public key (RSA/EC/EdDSA).")

@@ -18,5 +18,8 @@ class Base(DeclarativeBase):
 
 def import_all_models() -> None:
     """Import every module that declares tables, so `Base.metadata` is complete (Alembic)."""
+    # Imported for their side effect: each module adds its tables to Base.metadata.
+    import mediaplane.consent.models
     import mediaplane.images_api.models
-    import mediaplane.ratelimit.models  # noqa: F401
+    import mediaplane.ratelimit.models
+    import mediaplane.uploads.models  # noqa: F401

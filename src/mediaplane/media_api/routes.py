@@ -1,0 +1,265 @@
+"""The /v1 routes of the Media API (acme-media-api.md). Thin: parse, authorize, call, shape."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+
+from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
+from mediaplane.consent import Purpose, require_consent
+from mediaplane.db import Database
+from mediaplane.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from mediaplane.media_api import service
+from mediaplane.media_api.schemas import (
+    Download,
+    PhotoPage,
+    PhotoUploadRequest,
+    PhotoUploadURL,
+    PhotoView,
+    ProfilePictureUploadURL,
+    SelfieUploadURL,
+    SelfieView,
+    StorageEventsResult,
+)
+from mediaplane.media_api.storage_events import created_keys
+from mediaplane.settings import Settings
+from mediaplane.storage import ObjectStore
+from mediaplane.uploads import PendingUpload, Signal, UploadKind, UploadStatus, UploadTracker
+from mediaplane.web import ProblemRoute
+
+router = APIRouter(prefix="/v1", route_class=ProblemRoute, tags=["media"])
+
+user = require_principal(AUDIENCE_MEDIA, roles=["user"])
+consenting_user = require_consent(Purpose.BIOMETRIC_PROCESSING, principal=user)
+media_photographer = require_principal(AUDIENCE_MEDIA, roles=["photographer"])
+backoffice_photographer = require_principal(AUDIENCE_BACKOFFICE, roles=["photographer"])
+operator = require_principal(AUDIENCE_BACKOFFICE, roles=["operator"])
+photo_reader = require_principal(
+    AUDIENCE_MEDIA, AUDIENCE_BACKOFFICE, roles=["photographer", "operator"]
+)
+anyone = require_principal(AUDIENCE_MEDIA, AUDIENCE_BACKOFFICE)
+
+
+def _deps(request: Request) -> tuple[Settings, Database, ObjectStore]:
+    state = request.app.state
+    return state.settings, state.db, state.store
+
+
+def _is_operator(principal: Principal) -> bool:
+    # Operator powers come with backoffice tokens only: a `media` token claiming the role
+    # gets none of them.
+    return principal.audience == AUDIENCE_BACKOFFICE and "operator" in principal.roles
+
+
+# --- upload URLs ------------------------------------------------------------------------------
+
+
+@router.post("/selfie/upload-url", status_code=201, response_model=SelfieUploadURL)
+def selfie_upload_url(
+    request: Request, principal: Principal = Depends(consenting_user)
+) -> SelfieUploadURL:
+    """A presigned PUT for the user's selfie; needs active biometric_processing consent."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        upload, url = service.create_selfie_upload(
+            session, store, settings, user_id=principal.subject, now=datetime.now(UTC)
+        )
+    return SelfieUploadURL(
+        selfie_id=upload.id,
+        upload_url=url,
+        key=upload.key,
+        expires_in_seconds=settings.upload_url_ttl_seconds,
+    )
+
+
+def _photo_upload_url(
+    request: Request, principal: Principal, body: PhotoUploadRequest
+) -> PhotoUploadURL:
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        upload, url = service.create_photo_upload(
+            session,
+            store,
+            settings,
+            photographer_id=principal.subject,
+            project_id=body.project_id,
+            now=datetime.now(UTC),
+        )
+    return PhotoUploadURL(
+        photo_id=upload.id,
+        upload_url=url,
+        key=upload.key,
+        expires_in_seconds=settings.upload_url_ttl_seconds,
+    )
+
+
+@router.post("/photos/upload-url", status_code=201, response_model=PhotoUploadURL)
+def photo_upload_url(
+    request: Request,
+    body: PhotoUploadRequest,
+    principal: Principal = Depends(media_photographer),
+) -> PhotoUploadURL:
+    """A presigned PUT for a project photo (audience media, role photographer)."""
+    return _photo_upload_url(request, principal, body)
+
+
+@router.post("/photographers/me/photos/upload-url", status_code=201, response_model=PhotoUploadURL)
+def backoffice_photo_upload_url(
+    request: Request,
+    body: PhotoUploadRequest,
+    principal: Principal = Depends(backoffice_photographer),
+) -> PhotoUploadURL:
+    """The same, for the backoffice photographer dashboard."""
+    return _photo_upload_url(request, principal, body)
+
+
+@router.post("/operators/me/profile-picture/upload-url", response_model=ProfilePictureUploadURL)
+def profile_picture_upload_url(
+    request: Request, principal: Principal = Depends(operator)
+) -> ProfilePictureUploadURL:
+    """A presigned PUT for the operator's profile picture, and its permanent `fileUrl`."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        _, url, file_url = service.create_profile_picture_upload(
+            session, store, settings, operator_id=principal.subject, now=datetime.now(UTC)
+        )
+    return ProfilePictureUploadURL(upload_url=url, file_url=file_url)
+
+
+# --- noticing uploads -------------------------------------------------------------------------
+
+
+def _tracker(request: Request) -> UploadTracker:
+    tracker: UploadTracker = request.app.state.uploads
+    return tracker
+
+
+def _complete(request: Request, upload_id: uuid.UUID) -> PendingUpload:
+    upload = _tracker(request).notice_id(upload_id, via=Signal.CLIENT)
+    assert upload is not None
+    if upload.status == UploadStatus.PENDING:
+        raise Conflict("upload_incomplete", "nothing has been uploaded to the URL yet")
+    return upload
+
+
+@router.post("/selfie/{selfie_id}/complete", response_model=SelfieView)
+def complete_selfie(
+    selfie_id: uuid.UUID, request: Request, principal: Principal = Depends(user)
+) -> SelfieView:
+    """The client says its PUT is done: settle the selfie now instead of waiting for a signal."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        selfie = service.get_upload(session, upload_id=selfie_id, kind=UploadKind.SELFIE)
+    if selfie.owner_id != principal.subject:
+        raise NotFound("selfie_not_found", f"no selfie {selfie_id}")
+    return service.selfie_view(store, settings, _complete(request, selfie_id))
+
+
+@router.post("/photos/{photo_id}/complete", response_model=PhotoView)
+def complete_photo(
+    photo_id: uuid.UUID,
+    request: Request,
+    principal: Principal = Depends(
+        require_principal(AUDIENCE_MEDIA, AUDIENCE_BACKOFFICE, roles=["photographer"])
+    ),
+) -> PhotoView:
+    """The photographer says the PUT is done: settle the photo now."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        photo = service.get_upload(session, upload_id=photo_id, kind=UploadKind.PHOTO)
+    if photo.owner_id != principal.subject:
+        raise NotFound("photo_not_found", f"no photo {photo_id}")
+    return service.photo_view(store, settings, _complete(request, photo_id))
+
+
+@router.post("/storage/events", response_model=StorageEventsResult)
+def storage_events(request: Request, body: Annotated[Any, Body()] = None) -> StorageEventsResult:
+    """Bucket event notifications (S3/MinIO records, SeaweedFS filer), shared-secret protected."""
+    settings = request.app.state.settings
+    _check_events_secret(request, settings)
+    bucket = settings.s3_bucket if settings.storage_backend == "s3" else None
+    records, keys = created_keys(body, bucket=bucket)
+    settled = _tracker(request).notice_keys(keys, via=Signal.WEBHOOK)
+    return StorageEventsResult(records=records, settled=settled)
+
+
+def _check_events_secret(request: Request, settings: Settings) -> None:
+    if not settings.storage_events_secret:
+        raise Forbidden("storage_events_disabled", "STORAGE_EVENTS_SECRET is not configured")
+    sent = request.headers.get("authorization", "")
+    if sent.lower().startswith("bearer "):
+        sent = sent[7:]
+    # MinIO sends its `auth_token` as the whole header value; others send "Bearer <secret>".
+    if not hmac.compare_digest(sent.strip().encode(), settings.storage_events_secret.encode()):
+        raise Unauthenticated("invalid_events_secret", "missing or wrong storage events secret")
+
+
+# --- reading back -----------------------------------------------------------------------------
+
+
+@router.get("/photos/{photo_id}", response_model=PhotoView)
+def get_photo(
+    photo_id: uuid.UUID, request: Request, principal: Principal = Depends(photo_reader)
+) -> PhotoView:
+    """Status, size, dimensions and presigned GETs of a photo: its photographer or operators."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        photo = service.get_upload(session, upload_id=photo_id, kind=UploadKind.PHOTO)
+    if not _is_operator(principal) and photo.owner_id != principal.subject:
+        raise NotFound("photo_not_found", f"no photo {photo_id}")
+    return service.photo_view(store, settings, photo)
+
+
+@router.get("/projects/{project_id}/photos", response_model=PhotoPage)
+def list_project_photos(
+    project_id: uuid.UUID,
+    request: Request,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    principal: Principal = Depends(photo_reader),
+) -> PhotoPage:
+    """A project's photos, newest first: all of them for operators, their own for photographers."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        rows, next_cursor = service.list_project_photos(
+            session,
+            project_id=project_id,
+            photographer_id=None if _is_operator(principal) else principal.subject,
+            cursor=cursor,
+            limit=limit,
+        )
+    items = [service.photo_view(store, settings, row) for row in rows]
+    return PhotoPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/me/selfie", response_model=SelfieView)
+def my_selfie(request: Request, principal: Principal = Depends(user)) -> SelfieView:
+    """The user's latest selfie: its status, and a presigned GET once uploaded."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        selfie = service.latest(session, owner_id=principal.subject, kind=UploadKind.SELFIE)
+    if selfie is None:
+        raise NotFound("selfie_not_found", "no selfie uploaded yet")
+    return service.selfie_view(store, settings, selfie)
+
+
+@router.get("/operators/{operator_id}/profile-picture", response_model=Download)
+def operator_profile_picture(
+    operator_id: str, request: Request, principal: Principal = Depends(anyone)
+) -> Download:
+    """A presigned GET of an operator's profile picture, or 404."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        picture = service.latest(
+            session,
+            owner_id=operator_id,
+            kind=UploadKind.PROFILE_PICTURE,
+            status=UploadStatus.UPLOADED,
+        )
+    if picture is None:
+        raise NotFound("profile_picture_not_found", f"operator {operator_id} has no picture")
+    return service.download(store, settings, picture.key)

@@ -1,0 +1,80 @@
+"""Request and response shapes of the Media API (camelCase on the wire, as the spec)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class PhotoUploadRequest(CamelModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    project_id: uuid.UUID
+
+
+class SelfieUploadURL(CamelModel):
+    selfie_id: uuid.UUID
+    upload_url: str
+    key: str
+    expires_in_seconds: int
+
+
+class PhotoUploadURL(CamelModel):
+    photo_id: uuid.UUID
+    upload_url: str
+    key: str
+    expires_in_seconds: int
+
+
+class ProfilePictureUploadURL(CamelModel):
+    upload_url: str
+    file_url: str
+
+
+class Download(CamelModel):
+    """A presigned GET URL; never a public one."""
+
+    url: str
+    expires_in_seconds: int
+
+
+class PhotoView(CamelModel):
+    photo_id: uuid.UUID
+    project_id: uuid.UUID
+    status: str
+    reason: str | None
+    size: int | None
+    width: int | None
+    height: int | None
+    created_at: datetime
+    uploaded_at: datetime | None
+    downloads: dict[str, Download] = Field(
+        description="`original` and each derivative that exists (thumb-400, thumb-800, "
+        "watermarked), as presigned GETs."
+    )
+
+
+class PhotoPage(CamelModel):
+    items: list[PhotoView]
+    next_cursor: str | None
+
+
+class SelfieView(CamelModel):
+    selfie_id: uuid.UUID
+    status: str
+    reason: str | None
+    created_at: datetime
+    uploaded_at: datetime | None
+    download: Download | None
+
+
+class StorageEventsResult(CamelModel):
+    records: int
+    settled: int

@@ -1,0 +1,186 @@
+"""Media API logic: hand out upload URLs per kind, shape what is read back. No FastAPI here.
+
+Every download URL comes from `ObjectStore.presign_get`: the one place that builds them.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from mediaplane.errors import InvalidInput, NotFound
+from mediaplane.media_api.schemas import Download, PhotoView, SelfieView
+from mediaplane.settings import Settings
+from mediaplane.storage import ObjectStore
+from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
+from mediaplane.uploads import keys as storage_keys
+from mediaplane.uploads import service as uploads
+
+
+def create_selfie_upload(
+    session: Session, store: ObjectStore, settings: Settings, *, user_id: str, now: datetime
+) -> tuple[PendingUpload, str]:
+    return uploads.create(
+        session,
+        store,
+        kind=UploadKind.SELFIE,
+        owner_id=user_id,
+        key=storage_keys.selfie_key(user_id, now),
+        max_bytes=settings.selfie_max_bytes,
+        ttl_seconds=settings.upload_url_ttl_seconds,
+        now=now,
+    )
+
+
+def create_photo_upload(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    photographer_id: str,
+    project_id: uuid.UUID,
+    now: datetime,
+) -> tuple[PendingUpload, str]:
+    photo_id = uuid.uuid4()
+    return uploads.create(
+        session,
+        store,
+        kind=UploadKind.PHOTO,
+        owner_id=photographer_id,
+        upload_id=photo_id,
+        project_id=project_id,
+        key=storage_keys.photo_key(project_id, photo_id),
+        max_bytes=settings.photo_max_bytes,
+        ttl_seconds=settings.upload_url_ttl_seconds,
+        now=now,
+    )
+
+
+def create_profile_picture_upload(
+    session: Session, store: ObjectStore, settings: Settings, *, operator_id: str, now: datetime
+) -> tuple[PendingUpload, str, str]:
+    key = storage_keys.profile_picture_key(operator_id)
+    upload, url = uploads.create(
+        session,
+        store,
+        kind=UploadKind.PROFILE_PICTURE,
+        owner_id=operator_id,
+        key=key,
+        max_bytes=settings.profile_picture_max_bytes,
+        ttl_seconds=settings.upload_url_ttl_seconds,
+        now=now,
+    )
+    return upload, url, file_url(settings, key)
+
+
+def file_url(settings: Settings, key: str) -> str:
+    """The permanent identifier of an object, built from R2_PUBLIC_URL: to store, never to serve.
+
+    Without R2_PUBLIC_URL it is `storage:///KEY`, an identifier no browser can fetch.
+    """
+    base = settings.r2_public_url.rstrip("/") if settings.r2_public_url else "storage://"
+    return f"{base}/{key}"
+
+
+def download(store: ObjectStore, settings: Settings, key: str) -> Download:
+    ttl = settings.download_url_ttl_seconds
+    return Download(url=store.presign_get(key, expires_in=ttl), expires_in_seconds=ttl)
+
+
+def get_upload(session: Session, *, upload_id: uuid.UUID, kind: UploadKind) -> PendingUpload:
+    upload = uploads.get(session, upload_id=upload_id)
+    if upload is None or upload.kind != kind:
+        raise NotFound(f"{kind}_not_found", f"no {kind.replace('_', ' ')} {upload_id}")
+    return upload
+
+
+def photo_view(store: ObjectStore, settings: Settings, photo: PendingUpload) -> PhotoView:
+    assert photo.project_id is not None
+    downloads: dict[str, Download] = {}
+    if photo.status == UploadStatus.UPLOADED:
+        downloads["original"] = download(store, settings, photo.key)
+        for name in photo.derivatives:
+            key = storage_keys.derivative_key(photo.project_id, photo.id, name)
+            downloads[name] = download(store, settings, key)
+    return PhotoView(
+        photo_id=photo.id,
+        project_id=photo.project_id,
+        status=photo.status,
+        reason=photo.reason,
+        size=photo.size,
+        width=photo.width,
+        height=photo.height,
+        created_at=photo.created_at,
+        uploaded_at=photo.completed_at if photo.status == UploadStatus.UPLOADED else None,
+        downloads=downloads,
+    )
+
+
+def selfie_view(store: ObjectStore, settings: Settings, selfie: PendingUpload) -> SelfieView:
+    uploaded = selfie.status == UploadStatus.UPLOADED
+    return SelfieView(
+        selfie_id=selfie.id,
+        status=selfie.status,
+        reason=selfie.reason,
+        created_at=selfie.created_at,
+        uploaded_at=selfie.completed_at if uploaded else None,
+        download=download(store, settings, selfie.key) if uploaded else None,
+    )
+
+
+def list_project_photos(
+    session: Session,
+    *,
+    project_id: uuid.UUID,
+    photographer_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[PendingUpload], str | None]:
+    """Newest first, keyset-paginated; `photographer_id` limits to that photographer's own."""
+    query = select(PendingUpload).where(
+        PendingUpload.kind == UploadKind.PHOTO, PendingUpload.project_id == project_id
+    )
+    if photographer_id is not None:
+        query = query.where(PendingUpload.owner_id == photographer_id)
+    if cursor:
+        created_at, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                PendingUpload.created_at < created_at,
+                and_(PendingUpload.created_at == created_at, PendingUpload.id < last_id),
+            )
+        )
+    query = query.order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def _encode_cursor(row: PendingUpload) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, last_id = raw.split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(last_id)
+    except ValueError:
+        raise InvalidInput("invalid_cursor", "the cursor is not one this API returned") from None
+
+
+def latest(
+    session: Session, *, owner_id: str, kind: UploadKind, status: UploadStatus | None = None
+) -> PendingUpload | None:
+    query = select(PendingUpload).where(
+        PendingUpload.owner_id == owner_id, PendingUpload.kind == kind
+    )
+    if status is not None:
+        query = query.where(PendingUpload.status == status)
+    query = query.order_by(PendingUpload.created_at.desc()).limit(1)
+    return session.scalars(query).one_or_none()
