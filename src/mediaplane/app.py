@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediaplane import __version__
@@ -15,12 +17,14 @@ from mediaplane.consent.routes import router as consent_router
 from mediaplane.db import Database
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
+from mediaplane.images_api.service import KnownFiles
+from mediaplane.jobs.metrics import DatabaseGauges
+from mediaplane.jobs.worker import InProcessWorker, job_env
 from mediaplane.keys import load_or_create_secret
 from mediaplane.media_api.routes import router as media_router
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectInfo, ObjectStore, storage_router
-from mediaplane.uploads import Signal, UploadTracker
-from mediaplane.uploads.sweeper import SweeperThread
+from mediaplane.uploads import Signal
 
 
 def images_signing_key(settings: Settings) -> bytes:
@@ -29,21 +33,24 @@ def images_signing_key(settings: Settings) -> bytes:
     return load_or_create_secret(settings.data_dir, "images-signing.key")
 
 
-def create_app(settings: Settings, *, database: Database, store: ObjectStore) -> FastAPI:
-    """The whole service over an already migrated database and a ready object store."""
-    tracker = UploadTracker(db=database, store=store, settings=settings)
+def create_app(
+    settings: Settings, *, database: Database, store: ObjectStore, run_worker: bool = False
+) -> FastAPI:
+    """The whole service over an already migrated database and a ready object store.
+
+    `run_worker` also runs a job worker in this process (the embedded default of `serve`).
+    """
+    env = job_env(settings, database=database, store=store)
+    tracker = env.tracker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sweeper = None
-        if settings.upload_sweep_interval_seconds > 0:
-            sweeper = SweeperThread(
-                tracker, interval_seconds=settings.upload_sweep_interval_seconds
-            )
-            sweeper.start()
+        worker = InProcessWorker(env) if run_worker else None
+        if worker is not None:
+            await worker.start()
         yield
-        if sweeper is not None:
-            sweeper.stop()
+        if worker is not None:
+            await worker.stop()
 
     app = FastAPI(title="Mediaplane", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -51,7 +58,11 @@ def create_app(settings: Settings, *, database: Database, store: ObjectStore) ->
     app.state.store = store
     app.state.verifier = build_verifier(settings)
     app.state.images_signer = UploadSigner(images_signing_key(settings))
+    app.state.images_files = KnownFiles()
     app.state.uploads = tracker
+    app.state.jobs = env
+    gauges = CollectorRegistry(auto_describe=True)
+    gauges.register(DatabaseGauges(database))
 
     def storage_wrote(info: ObjectInfo) -> None:
         # Local disk: the storage route itself reports each completed PUT.
@@ -92,6 +103,12 @@ def create_app(settings: Settings, *, database: Database, store: ObjectStore) ->
             "detail": "unexpected server error",
         }
         return JSONResponse(body, status_code=500, media_type="application/problem+json")
+
+    @app.get("/metrics", tags=["ops"])
+    def metrics() -> Response:
+        """Prometheus: jobs by task and outcome, step durations, queue depth, upload states."""
+        body = generate_latest(REGISTRY) + generate_latest(gauges)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

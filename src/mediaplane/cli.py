@@ -1,15 +1,26 @@
-"""The `mediaplane` command: serve, migrate, token."""
+"""The `mediaplane` command: serve, worker, migrate, token, jobs, reprocess."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Annotated
+import time
+import uuid
+from datetime import UTC
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from mediaplane.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from mediaplane.db import Database
+    from mediaplane.jobs.models import StepName
+    from mediaplane.jobs.operations import Failure, Summary
 
 app = typer.Typer(no_args_is_help=True, help="Mediaplane media service.")
 console = Console(stderr=True)
@@ -19,6 +30,9 @@ console = Console(stderr=True)
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (MEDIAPLANE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (MEDIAPLANE_PORT, default 3003).")] = None,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run a job worker in-process.")
+    ] = True,
 ) -> None:
     """Migrate, then serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
     import uvicorn
@@ -30,7 +44,9 @@ def serve(
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
     with open_runtime(settings) as runtime:
-        application = create_app(settings, database=runtime.database, store=runtime.store)
+        application = create_app(
+            settings, database=runtime.database, store=runtime.store, run_worker=worker
+        )
         config = uvicorn.Config(
             application,
             host=host or settings.host,
@@ -48,6 +64,33 @@ def serve(
 
 def _raise_system_exit(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs at once (WORKER_CONCURRENCY, default 2).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics of this worker on this port.")
+    ] = None,
+) -> None:
+    """Run a job worker alone: many may run, on many machines, sharing the queue."""
+    from mediaplane.jobs.worker import job_env, run_worker
+    from mediaplane.logs import configure_logging
+    from mediaplane.runtime import open_runtime
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    with open_runtime(settings) as runtime:
+        env = job_env(settings, database=runtime.database, store=runtime.store)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            # Job counters and durations live in this process: expose them here.
+            start_http_server(metrics_port, addr=settings.host)
+        with contextlib.suppress(KeyboardInterrupt):
+            run_worker(env, concurrency=concurrency)
 
 
 @app.command()
@@ -74,6 +117,208 @@ def token(
         console.print("[red]a JWT key is configured: tokens come from your identity provider[/red]")
         raise typer.Exit(2)
     typer.echo(mint_dev_token(settings, subject=sub, audience=aud, roles=role, ttl_seconds=ttl))
+
+
+class PhotoStep(StrEnum):
+    """Steps `reprocess --step` may name; faces only once photos go through it."""
+
+    THUMBNAIL = "thumbnail"
+    WATERMARK = "watermark"
+    FACES = "faces"
+
+
+# How often `reprocess --wait` reads the steps table: cheap (one indexed count), and quick
+# enough that the bar moves with the work.
+POLL_SECONDS = 0.5
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(help="Failures to list, newest first.")] = 20,
+) -> None:
+    """Show steps by status, queue depth, uploads by status and the latest failures."""
+    from mediaplane.jobs import operations
+    from mediaplane.runtime import open_runtime
+
+    with open_runtime(Settings()) as runtime, runtime.database.transaction() as session:
+        state = operations.summary(session)
+        failed = operations.failures(session, limit=limit)
+    _render_summary(Console(), state, failed)
+
+
+@app.command()
+def reprocess(
+    project: Annotated[
+        uuid.UUID | None, typer.Option(help="Every uploaded photo of this project.")
+    ] = None,
+    photo: Annotated[uuid.UUID | None, typer.Option(help="This one photo.")] = None,
+    step: Annotated[
+        list[PhotoStep] | None,
+        typer.Option(help="Step to run again (repeat for several; default: every photo step)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the work until every step settles.")
+    ] = True,
+) -> None:
+    """Queue photo steps again (one transaction), then follow them until they settle.
+
+    Exits 1 when a step failed, so scripts can tell. Stopping the wait (Ctrl-C) leaves the
+    steps queued: workers carry on.
+    """
+    from mediaplane.jobs import operations
+    from mediaplane.jobs.models import StepName
+    from mediaplane.runtime import open_runtime
+
+    if (project is None) == (photo is None):
+        console.print("[red]give exactly one of --project or --photo[/red]")
+        raise typer.Exit(2)
+    try:
+        chosen = operations.photo_steps([StepName(s) for s in step] if step else None)
+    except operations.StepNotEnabled as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+
+    with open_runtime(Settings()) as runtime:
+        db = runtime.database
+        with db.transaction() as session:
+            uploads = operations.select_for_reprocess(session, project_id=project, photo_id=photo)
+            queued = operations.reprocess(session, uploads=uploads, steps=chosen)
+            upload_ids = [u.id for u in uploads]
+        if not upload_ids:
+            console.print("[yellow]no uploaded photo matches: nothing to reprocess[/yellow]")
+            raise typer.Exit(1)
+        names = ", ".join(chosen)
+        console.print(f"queued {queued} steps ({names}) of {len(upload_ids)} photos")
+        if not wait:
+            return
+        _follow(db, upload_ids=upload_ids, steps=chosen)
+        with db.transaction() as session:
+            done, failed, total = operations.progress(session, upload_ids=upload_ids, steps=chosen)
+            failures = operations.failures(
+                session, limit=total, upload_ids=upload_ids, steps=chosen
+            )
+    _render_outcome(done=done, failed=failed, total=total, failures=failures)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _follow(db: Database, *, upload_ids: list[uuid.UUID], steps: list[StepName]) -> None:
+    """A progress bar (settled/total, ETA) until every step is done or failed."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from mediaplane.jobs import operations
+
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("processing", total=None)
+        while True:
+            with db.transaction() as session:
+                done, failed, total = operations.progress(
+                    session, upload_ids=upload_ids, steps=steps
+                )
+            label = f"processing ({failed} failed)" if failed else "processing"
+            bar.update(task, completed=done + failed, total=total, description=label)
+            if done + failed >= total:
+                return
+            time.sleep(POLL_SECONDS)
+
+
+def _render_summary(out: Console, state: Summary, failed: list[Failure]) -> None:
+    from rich.table import Table
+
+    from mediaplane.jobs.models import StepStatus
+    from mediaplane.uploads import UploadStatus
+
+    step_statuses = [str(s) for s in StepStatus]
+    steps = Table(title="Steps by status")
+    steps.add_column("step")
+    for status in step_statuses:
+        steps.add_column(status, justify="right")
+    for name in sorted({step for step, _ in state.steps}):
+        steps.add_row(name, *(str(state.steps.get((name, s), 0)) for s in step_statuses))
+    out.print(steps)
+
+    queue = Table(title="Queue depth")
+    for column in ("task", "todo", "doing"):
+        queue.add_column(column, justify="left" if column == "task" else "right")
+    for task in sorted({task for task, _ in state.queue}):
+        queue.add_row(task, *(str(state.queue.get((task, s), 0)) for s in ("todo", "doing")))
+    if not state.queue:
+        queue.add_row("(empty)", "0", "0")
+    out.print(queue)
+
+    upload_statuses = [str(s) for s in UploadStatus]
+    uploads = Table(title="Uploads by status")
+    uploads.add_column("kind")
+    for status in upload_statuses:
+        uploads.add_column(status, justify="right")
+    for kind in sorted({kind for kind, _ in state.uploads}):
+        uploads.add_row(kind, *(str(state.uploads.get((kind, s), 0)) for s in upload_statuses))
+    out.print(uploads)
+
+    if failed:
+        out.print(_failures_table("Latest failures", failed, with_project=True))
+    else:
+        out.print("[green]no failed steps[/green]")
+
+
+def _render_outcome(*, done: int, failed: int, total: int, failures: list[Failure]) -> None:
+    from rich.table import Table
+
+    out = Console()
+    outcome = Table(title="Reprocess")
+    outcome.add_column("outcome")
+    outcome.add_column("steps", justify="right")
+    outcome.add_row("done", str(done))
+    outcome.add_row("failed", str(failed))
+    outcome.add_row("total", str(total))
+    out.print(outcome)
+    if failures:
+        out.print(_failures_table("Failed steps", failures, with_project=False))
+
+
+def _failures_table(title: str, failed: list[Failure], *, with_project: bool) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title)
+    # Ids are never cut: operators paste them into `reprocess --photo`.
+    table.add_column("photo", no_wrap=True)
+    if with_project:
+        table.add_column("project", no_wrap=True)
+    table.add_column("step")
+    table.add_column("reason", overflow="fold")
+    table.add_column("attempts", justify="right")
+    table.add_column("finished")
+    for failure in failed:
+        finished = (
+            failure.finished_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            if failure.finished_at
+            else ""
+        )
+        project = [str(failure.project_id or "")] if with_project else []
+        table.add_row(
+            str(failure.photo_id),
+            *project,
+            failure.step,
+            failure.reason or "",
+            str(failure.attempts),
+            finished,
+        )
+    return table
 
 
 if __name__ == "__main__":

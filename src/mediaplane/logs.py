@@ -1,9 +1,15 @@
-"""structlog configuration: JSON lines in production, readable lines on a terminal."""
+"""structlog configuration: JSON lines in production, readable lines on a terminal.
+
+Job lines carry `job_id` and `photo_id`: the tasks bind them on their structlog logger, and
+procrastinate's own lines (start, outcome, retry) get them from the job it attaches as `extra`.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -17,6 +23,11 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # The console renderer prints tracebacks itself; JSON needs them as a field, or an
+    # `exception()` line says only `"exc_info": true`.
+    tracebacks: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info] if json else []
+    )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -25,8 +36,12 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared, procrastinate_job_fields],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *tracebacks,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
@@ -34,3 +49,17 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     root.setLevel(level.upper())
     # libvips reports every threadpool at INFO through pyvips: noise, not events.
     logging.getLogger("pyvips").setLevel(max(logging.WARNING, root.level))
+
+
+def procrastinate_job_fields(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Name the job of a procrastinate log line as ours do: `job_id`, and `photo_id` for the
+    step tasks (their one argument is `upload_id`)."""
+    job = getattr(event_dict.get("_record"), "job", None)
+    if isinstance(job, dict):
+        event_dict.setdefault("job_id", job.get("id"))
+        upload_id = (job.get("task_kwargs") or {}).get("upload_id")
+        if upload_id is not None:
+            event_dict.setdefault("photo_id", upload_id)
+    return event_dict

@@ -107,6 +107,22 @@ class Settings(BaseSettings):
         default=120, ge=0, description="How long after its URL expired an upload is still HEADed."
     )
 
+    # --- processing pipeline ------------------------------------------------------------------
+    thumbnail_quality: int = Field(default=82, ge=1, le=100)
+    watermark_text: str = Field(
+        default="© {project}", description="Overlay text; `{project}` is the project id's start."
+    )
+    watermark_max_edge: int = Field(default=2048, gt=0)
+    worker_concurrency: int = Field(default=2, gt=0, description="Jobs run at once per worker.")
+    job_max_attempts: int = Field(default=5, ge=1, description="Runs of a failing step.")
+    job_retry_base_seconds: int = Field(
+        default=2, ge=0, description="Retry n waits base**n seconds (exponential backoff)."
+    )
+    worker_stalled_seconds: float = Field(
+        default=30.0, gt=0, description="A worker silent this long is dead: its jobs are retried."
+    )
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+
     # --- JWT ------------------------------------------------------------------------------------
     jwt_jwks_url: str | None = None
     jwt_public_key: str | None = Field(default=None, description="PEM public key (RSA/EC/EdDSA).")

@@ -138,3 +138,24 @@ def test_images_host_redirects_other_hosts(client, app) -> None:
     assert resp.headers["location"] == "https://cdn.example.com/_images/app/x/profile"
     on_cdn = client.get("/_images/app/x/profile", headers={"host": "cdn.example.com"})
     assert on_cdn.status_code == 404  # served (not redirected) on the images host
+
+
+def test_concurrent_first_gets_render_once(client: TestClient, app) -> None:
+    import threading
+
+    upload(client, app, "busy", (FIXTURES / "faces" / "obama_and_biden.jpg").read_bytes())
+    before = render_counter.value
+    barrier = threading.Barrier(6)
+    bodies: list[bytes] = []
+
+    def fetch() -> None:
+        barrier.wait()
+        bodies.append(client.get("/_images/app/busy/profile").content)
+
+    threads = [threading.Thread(target=fetch) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(bodies)) == 1 and len(bodies) == 6
+    assert render_counter.value == before + 1

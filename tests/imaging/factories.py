@@ -235,3 +235,9 @@ def _iptc_payload(caption: str) -> bytes:
         iim += b"\x00"
     resource = b"8BIM" + struct.pack(">H", 0x0404) + b"\x00\x00" + struct.pack(">I", len(iim))
     return b"Photoshop 3.0\x00" + resource + iim
+
+
+def flat_jpeg(level: int, width: int = 1500, height: int = 1000) -> bytes:
+    """A uniformly grey JPEG (0 black, 255 white): where a watermark must still show."""
+    image = (pyvips.Image.black(width, height, bands=3) + level).cast("uchar")
+    return image.copy(interpretation="srgb").jpegsave_buffer(Q=90)

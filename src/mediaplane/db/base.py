@@ -21,5 +21,6 @@ def import_all_models() -> None:
     # Imported for their side effect: each module adds its tables to Base.metadata.
     import mediaplane.consent.models
     import mediaplane.images_api.models
+    import mediaplane.jobs.models
     import mediaplane.ratelimit.models
     import mediaplane.uploads.models  # noqa: F401

@@ -25,10 +25,13 @@ def libpq_url(url: str) -> str:
 class Database:
     """The engine and a session factory for one database URL."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    # 40 = Starlette's threadpool size: every request thread can hold a pooled connection, so
+    # busy periods do not open and close a PostgreSQL backend per request (measured: 545
+    # backends started in 4.5 s at 32 concurrent GETs with a pool of 10).
+    def __init__(self, url: str, *, pool_size: int = 40) -> None:
         self.url = libpq_url(url)
         self.engine: Engine = create_engine(
-            sqlalchemy_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 

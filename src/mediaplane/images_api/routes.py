@@ -113,10 +113,9 @@ def serve(app_id: str, object_id: str, option: str, request: Request) -> Respons
     if option not in service.OPTIONS:
         raise NotFound("unknown_option", f"unknown option {option!r}: use profile or original")
     ref = check_ids(app_id, object_id)
-    db: Database = request.app.state.db
     store: ObjectStore = request.app.state.store
-    with db.transaction() as session:
-        row = service.get(session, ref=ref)
+    known: service.KnownFiles = request.app.state.images_files
+    row = known.get(request.app.state.db, ref=ref)
 
     etag = service.profile_etag(row) if option == "profile" else service.original_etag(row)
     cache = {

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import io
 import secrets
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from weakref import WeakValueDictionary
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mediaplane.db import Database
 from mediaplane.errors import Conflict, NotFound
 from mediaplane.images_api.models import ImagesFile
 from mediaplane.images_api.schemas import UploadMetadata
@@ -106,6 +110,49 @@ def original_etag(row: ImagesFile) -> str:
     return f'"{row.id}"'
 
 
+class KnownFiles:
+    """Rows of `_images_file` seen by this process, so a public GET can skip the database.
+
+    A row never changes once written (a second upload to the same id is refused), so a cached
+    row cannot go stale. Bounded LRU; a miss is not cached, since the upload may come next.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._rows: OrderedDict[ImageRef, ImagesFile] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, db: Database, *, ref: ImageRef) -> ImagesFile:
+        with self._lock:
+            row = self._rows.get(ref)
+            if row is not None:
+                self._rows.move_to_end(ref)
+                return row
+        with db.transaction() as session:
+            row = get(session, ref=ref)
+            session.expunge(row)
+        with self._lock:
+            self._rows[ref] = row
+            if len(self._rows) > self._capacity:
+                self._rows.popitem(last=False)
+        return row
+
+
+# One render per variant at a time in this process: concurrent first requests for the same
+# image wait for the first render instead of each decoding the original.
+_rendering: WeakValueDictionary[str, threading.Lock] = WeakValueDictionary()
+_rendering_guard = threading.Lock()
+
+
+def _render_lock(key: str) -> threading.Lock:
+    with _rendering_guard:
+        lock = _rendering.get(key)
+        if lock is None:
+            lock = threading.Lock()
+            _rendering[key] = lock
+        return lock
+
+
 def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageLimits) -> Variant:
     """The `profile` rendition: from the cache in storage, else rendered once and cached."""
     ref = ImageRef(row.app_id, row.object_id)
@@ -113,9 +160,13 @@ def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageL
     try:
         data = store.read(key)
     except ObjectNotFound:
-        rendered = render_profile(store.read(ref.storage_key), limits)
-        data = rendered.data
-        store.put(key, io.BytesIO(data), content_type=rendered.content_type)
+        with _render_lock(key):
+            try:
+                data = store.read(key)  # rendered by the request we waited for
+            except ObjectNotFound:
+                rendered = render_profile(store.read(ref.storage_key), limits)
+                data = rendered.data
+                store.put(key, io.BytesIO(data), content_type=rendered.content_type)
     fmt = sniff_format(data)
     content_type = fmt.content_type if fmt else "application/octet-stream"
     return Variant(data=data, content_type=content_type, etag=profile_etag(row))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pyvips
 
+from mediaplane.imaging.derivatives import make_thumbnails, make_watermarked
 from mediaplane.imaging.errors import ImageRejected, ImageTooLarge
 from mediaplane.imaging.formats import ImageFormat, sniff_format
 from mediaplane.imaging.inspect import ImageInfo, inspect_image
@@ -38,6 +39,8 @@ __all__ = [
     "ImageTooLarge",
     "RenderedImage",
     "inspect_image",
+    "make_thumbnails",
+    "make_watermarked",
     "render_counter",
     "render_profile",
     "sniff_format",

@@ -41,7 +41,7 @@ _LOADERS = {
 # loader: `thumbnail(..., fail_on=...)` itself does NOT stop a truncated JPEG (measured, 8.18).
 # "truncated" and not "error": phone JPEGs often carry harmless recoverable glitches (extra
 # bytes before a marker) that browsers show fine.
-_VERIFY_LOADER_OPTIONS = "fail_on=truncated"
+VERIFY_LOADER_OPTIONS = "fail_on=truncated"
 
 # Width of the verifying decode. Tiny, so shrink-on-load does most of the work: a JPEG is
 # decoded at 1/8 scale, which still walks all of its entropy-coded data (so truncation is seen)
@@ -82,7 +82,7 @@ def open_checked(
     limits.check_size(size)
     fmt = limits.check_format(_head(source))
     with libvips_errors():
-        header = pyvips.Image.new_from_source(_source(source), "", access="sequential")
+        header = pyvips.Image.new_from_source(image_source(source), "", access="sequential")
         loader = header.get("vips-loader")
     if not loader.startswith(_LOADERS[fmt]):
         raise corrupt_image(f"sniffed as {fmt.name} but libvips chose {loader}")
@@ -97,7 +97,7 @@ def verify_decodes(source: bytes | Path) -> None:
     """
     with libvips_errors():
         thumb = pyvips.Image.thumbnail_source(
-            _source(source), _VERIFY_WIDTH, option_string=_VERIFY_LOADER_OPTIONS
+            image_source(source), _VERIFY_WIDTH, option_string=VERIFY_LOADER_OPTIONS
         )
         # libvips is lazy: nothing is decoded until pixels are asked for.
         thumb.avg()
@@ -119,7 +119,7 @@ def _head(source: bytes | Path) -> bytes:
     return source[:SNIFF_BYTES]
 
 
-def _source(source: bytes | Path) -> pyvips.Source:
+def image_source(source: bytes | Path) -> pyvips.Source:
     # A Source, not `new_from_file(str(path))`: libvips parses `name.jpg[shrink=8]` in file
     # names as loader options, a Source takes the path literally. A fresh Source per load, as
     # each load reads it from the start.

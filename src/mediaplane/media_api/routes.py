@@ -38,7 +38,7 @@ consenting_user = require_consent(Purpose.BIOMETRIC_PROCESSING, principal=user)
 media_photographer = require_principal(AUDIENCE_MEDIA, roles=["photographer"])
 backoffice_photographer = require_principal(AUDIENCE_BACKOFFICE, roles=["photographer"])
 operator = require_principal(AUDIENCE_BACKOFFICE, roles=["operator"])
-photo_reader = require_principal(
+_photographer_or_operator = require_principal(
     AUDIENCE_MEDIA, AUDIENCE_BACKOFFICE, roles=["photographer", "operator"]
 )
 anyone = require_principal(AUDIENCE_MEDIA, AUDIENCE_BACKOFFICE)
@@ -53,6 +53,13 @@ def _is_operator(principal: Principal) -> bool:
     # Operator powers come with backoffice tokens only: a `media` token claiming the role
     # gets none of them.
     return principal.audience == AUDIENCE_BACKOFFICE and "operator" in principal.roles
+
+
+def photo_reader(principal: Principal = Depends(_photographer_or_operator)) -> Principal:
+    """Photographers (either audience) and operators (backoffice tokens only)."""
+    if "photographer" not in principal.roles and not _is_operator(principal):
+        raise Forbidden("insufficient_role", "operators read photos with a backoffice token")
+    return principal
 
 
 # --- upload URLs ------------------------------------------------------------------------------
@@ -173,7 +180,10 @@ def complete_photo(
         photo = service.get_upload(session, upload_id=photo_id, kind=UploadKind.PHOTO)
     if photo.owner_id != principal.subject:
         raise NotFound("photo_not_found", f"no photo {photo_id}")
-    return service.photo_view(store, settings, _complete(request, photo_id))
+    completed = _complete(request, photo_id)
+    with db.transaction() as session:
+        (view,) = service.photo_views(session, store, settings, [completed])
+    return view
 
 
 @router.post("/storage/events", response_model=StorageEventsResult)
@@ -209,9 +219,10 @@ def get_photo(
     settings, db, store = _deps(request)
     with db.transaction() as session:
         photo = service.get_upload(session, upload_id=photo_id, kind=UploadKind.PHOTO)
-    if not _is_operator(principal) and photo.owner_id != principal.subject:
-        raise NotFound("photo_not_found", f"no photo {photo_id}")
-    return service.photo_view(store, settings, photo)
+        if not _is_operator(principal) and photo.owner_id != principal.subject:
+            raise NotFound("photo_not_found", f"no photo {photo_id}")
+        (view,) = service.photo_views(session, store, settings, [photo])
+    return view
 
 
 @router.get("/projects/{project_id}/photos", response_model=PhotoPage)
@@ -232,7 +243,7 @@ def list_project_photos(
             cursor=cursor,
             limit=limit,
         )
-    items = [service.photo_view(store, settings, row) for row in rows]
+        items = service.photo_views(session, store, settings, rows)
     return PhotoPage(items=items, next_cursor=next_cursor)
 
 

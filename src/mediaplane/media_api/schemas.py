@@ -45,6 +45,12 @@ class Download(CamelModel):
     expires_in_seconds: int
 
 
+class StepView(CamelModel):
+    status: str
+    reason: str | None
+    attempts: int
+
+
 class PhotoView(CamelModel):
     photo_id: uuid.UUID
     project_id: uuid.UUID
@@ -58,6 +64,11 @@ class PhotoView(CamelModel):
     downloads: dict[str, Download] = Field(
         description="`original` and each derivative that exists (thumb-400, thumb-800, "
         "watermarked), as presigned GETs."
+    )
+    steps: dict[str, StepView] = Field(
+        default_factory=dict,
+        description="Processing steps (thumbnail, watermark, faces): queued, running, done, "
+        "or failed with its reason.",
     )
 
 

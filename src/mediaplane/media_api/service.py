@@ -13,7 +13,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from mediaplane.errors import InvalidInput, NotFound
-from mediaplane.media_api.schemas import Download, PhotoView, SelfieView
+from mediaplane.jobs import steps as job_steps
+from mediaplane.media_api.schemas import Download, PhotoView, SelfieView, StepView
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
@@ -98,7 +99,25 @@ def get_upload(session: Session, *, upload_id: uuid.UUID, kind: UploadKind) -> P
     return upload
 
 
-def photo_view(store: ObjectStore, settings: Settings, photo: PendingUpload) -> PhotoView:
+def photo_views(
+    session: Session, store: ObjectStore, settings: Settings, photos: list[PendingUpload]
+) -> list[PhotoView]:
+    """Views of several photos, their steps read in one query."""
+    by_upload: dict[uuid.UUID, dict[str, StepView]] = {}
+    for row in job_steps.list_for(session, upload_ids=[p.id for p in photos]):
+        by_upload.setdefault(row.upload_id, {})[row.step] = StepView(
+            status=row.status, reason=row.reason, attempts=row.attempts
+        )
+    return [photo_view(store, settings, p, steps=by_upload.get(p.id, {})) for p in photos]
+
+
+def photo_view(
+    store: ObjectStore,
+    settings: Settings,
+    photo: PendingUpload,
+    *,
+    steps: dict[str, StepView] | None = None,
+) -> PhotoView:
     assert photo.project_id is not None
     downloads: dict[str, Download] = {}
     if photo.status == UploadStatus.UPLOADED:
@@ -117,6 +136,7 @@ def photo_view(store: ObjectStore, settings: Settings, photo: PendingUpload) -> 
         created_at=photo.created_at,
         uploaded_at=photo.completed_at if photo.status == UploadStatus.UPLOADED else None,
         downloads=downloads,
+        steps=steps or {},
     )
 
 

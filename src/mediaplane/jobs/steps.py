@@ -1,0 +1,194 @@
+"""Processing steps of uploads: request, begin, finish, fail, reconcile. Callers own the
+transaction; these functions add and flush."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from mediaplane.jobs import queue
+from mediaplane.jobs.models import ProcessingStep, StepName, StepStatus
+from mediaplane.uploads import PendingUpload, UploadKind
+
+# The spec's job names, one per step.
+TASK_FOR_STEP: dict[StepName, str] = {
+    StepName.THUMBNAIL: "generate_thumbnail",
+    StepName.WATERMARK: "generate_watermark",
+    StepName.FACES: "recognize_faces",
+    StepName.SELFIE: "process_selfie",
+}
+STEP_FOR_TASK = {task: step for step, task in TASK_FOR_STEP.items()}
+
+# What an uploaded object of each kind needs. Face steps join when a face engine is wired.
+STEPS_FOR_KIND: dict[str, tuple[StepName, ...]] = {
+    UploadKind.PHOTO: (StepName.THUMBNAIL, StepName.WATERMARK),
+    UploadKind.SELFIE: (),
+    UploadKind.PROFILE_PICTURE: (),
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _enqueue(session: Session, upload_id: uuid.UUID, step: StepName) -> bool:
+    return queue.defer(
+        session,
+        task_name=TASK_FOR_STEP[step],
+        subject=str(upload_id),
+        args={"upload_id": str(upload_id)},
+    )
+
+
+def request(
+    session: Session,
+    *,
+    upload: PendingUpload,
+    steps: Iterable[StepName] | None = None,
+    again: bool = False,
+) -> list[StepName]:
+    """Record the upload's steps as queued and queue their jobs (in this transaction).
+
+    `again` re-queues steps that already finished (reprocessing); otherwise an existing step
+    is left as it is, so requesting twice changes nothing.
+    """
+    wanted = list(steps if steps is not None else STEPS_FOR_KIND[upload.kind])
+    queued: list[StepName] = []
+    for step in wanted:
+        values = {
+            "upload_id": upload.id,
+            "step": step,
+            "status": StepStatus.QUEUED,
+            "attempts": 0,
+            "completions": 0,
+            "queued_at": _now(),
+        }
+        statement = insert(ProcessingStep).values(**values)
+        if again:
+            statement = statement.on_conflict_do_update(
+                index_elements=["upload_id", "step"],
+                set_={
+                    "status": StepStatus.QUEUED,
+                    "reason": None,
+                    "attempts": 0,
+                    "queued_at": _now(),
+                    "started_at": None,
+                    "finished_at": None,
+                },
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=["upload_id", "step"])
+        if session.execute(statement.returning(ProcessingStep.step)).first() is not None:
+            _enqueue(session, upload.id, step)
+            queued.append(step)
+    session.flush()
+    return queued
+
+
+def hand_off(session: Session, upload: PendingUpload) -> None:
+    """`UploadTracker` hook: an upload just arrived; queue what it needs."""
+    request(session, upload=upload)
+
+
+def begin(session: Session, *, upload_id: uuid.UUID, step: StepName) -> datetime | None:
+    """Lock the step and mark it running; return the run's start time, the token that run
+    settles the step with. None when the step is already done (or unknown)."""
+    row = session.scalars(
+        select(ProcessingStep)
+        .where(ProcessingStep.upload_id == upload_id, ProcessingStep.step == step)
+        .with_for_update()
+    ).one_or_none()
+    if row is None or row.status == StepStatus.DONE:
+        return None
+    row.status = StepStatus.RUNNING
+    row.attempts += 1
+    row.started_at = _now()
+    session.flush()
+    return row.started_at
+
+
+def finish(session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime) -> None:
+    _settle(session, upload_id, step, run, StepStatus.DONE, None)
+
+
+def fail(
+    session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime, reason: str
+) -> None:
+    """The step failed for good: the reason is shown to clients and in the CLI."""
+    _settle(session, upload_id, step, run, StepStatus.FAILED, reason)
+
+
+def retry_later(
+    session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime, reason: str
+) -> None:
+    """A transient failure: back to queued (the job queue retries it with backoff)."""
+    _settle(session, upload_id, step, run, StepStatus.QUEUED, f"retrying: {reason}")
+
+
+def _settle(
+    session: Session,
+    upload_id: uuid.UUID,
+    step: StepName,
+    run: datetime,
+    status: StepStatus,
+    reason: str | None,
+) -> None:
+    row = session.get(ProcessingStep, (upload_id, step), with_for_update=True)
+    # Only the run that began the step may settle it: a step re-queued (reprocess) while an
+    # older run was still going must wait for its new run, not take the old run's result.
+    if row is None or row.started_at != run:
+        return
+    row.status = status
+    row.reason = reason
+    row.finished_at = _now() if status in (StepStatus.DONE, StepStatus.FAILED) else None
+    if status == StepStatus.DONE:
+        row.completions += 1
+    session.flush()
+
+
+def list_for(session: Session, *, upload_ids: Iterable[uuid.UUID]) -> list[ProcessingStep]:
+    ids = list(upload_ids)
+    if not ids:
+        return []
+    query = select(ProcessingStep).where(ProcessingStep.upload_id.in_(ids))
+    return list(session.scalars(query.order_by(ProcessingStep.step)))
+
+
+# Steps that should have a job but have none waiting or running: a lost enqueue, a job row
+# deleted by hand, a queue restored from an older backup.
+_ORPHANS = text(
+    """
+    SELECT s.upload_id, s.step
+    FROM processing_steps s
+    WHERE s.status IN ('queued', 'running')
+      AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs j
+        WHERE j.queueing_lock = (CAST(:prefix_map AS jsonb) ->> s.step) || ':' || s.upload_id::text
+          AND j.status IN ('todo', 'doing')
+      )
+    ORDER BY s.queued_at
+    LIMIT :limit
+    FOR UPDATE OF s SKIP LOCKED
+    """
+)
+
+
+def reconcile(session: Session, *, limit: int = 1000) -> int:
+    """Queue again every step left without a job; return how many were queued."""
+    prefix_map = json.dumps({step.value: task for step, task in TASK_FOR_STEP.items()})
+    rows = session.execute(_ORPHANS.bindparams(limit=limit), {"prefix_map": prefix_map}).all()
+    return sum(1 for upload_id, step in rows if _enqueue(session, upload_id, StepName(step)))
+
+
+def counts(session: Session) -> dict[tuple[str, str], int]:
+    """{(step, status): count} over every upload."""
+    query = select(ProcessingStep.step, ProcessingStep.status, func.count()).group_by(
+        ProcessingStep.step, ProcessingStep.status
+    )
+    return {(step, status): n for step, status, n in session.execute(query).all()}

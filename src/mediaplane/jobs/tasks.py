@@ -1,0 +1,202 @@
+"""The procrastinate tasks: the spec's job names, and the periodic upkeep.
+
+Every step task follows one pattern (`run_step`): begin (skip if done) → work → finish; a
+refused input (`MediaplaneError`: corrupt, bomb, not an image) fails the step at once with its
+reason; any other error is retried with exponential backoff and fails the step on the last
+attempt. A failed step never blocks the other steps of the upload.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import procrastinate
+import structlog
+from sqlalchemy.orm import Session
+
+from mediaplane.db import Database
+from mediaplane.errors import MediaplaneError
+from mediaplane.jobs import derivatives, metrics, steps
+from mediaplane.jobs.models import StepName
+from mediaplane.settings import Settings
+from mediaplane.storage import ObjectStore
+from mediaplane.uploads import PendingUpload, UploadTracker
+from mediaplane.uploads import service as uploads
+
+log = structlog.get_logger(__name__)
+
+# The task returns facts to record on the upload (width, height, derivatives...).
+StepWork = Callable[[ObjectStore, Settings, PendingUpload], dict[str, object]]
+
+
+@dataclass
+class JobEnv:
+    """What tasks need, built once per worker process."""
+
+    settings: Settings
+    db: Database
+    store: ObjectStore
+    tracker: UploadTracker
+
+
+def _record(session: Session, upload: PendingUpload, facts: dict[str, object]) -> None:
+    for name in ("width", "height"):
+        if name in facts:
+            setattr(upload, name, facts[name])
+    produced = facts.get("derivatives")
+    if isinstance(produced, list):
+        upload.derivatives = sorted({*upload.derivatives, *produced})
+
+
+def run_step(
+    env: JobEnv,
+    *,
+    upload_id: uuid.UUID,
+    step: StepName,
+    work: StepWork,
+    attempt: int,
+    max_attempts: int,
+    job_id: int | None,
+) -> str:
+    """Run one step of one upload; returns the outcome: done, failed, skipped (or raises)."""
+    # Bound to the context, every line logged during the step carries the ids, pyvips' and
+    # boto3's included.
+    with structlog.contextvars.bound_contextvars(
+        job_id=job_id, photo_id=str(upload_id), step=step.value
+    ):
+        return _run_step(env, upload_id, step, work, attempt, max_attempts)
+
+
+def _run_step(
+    env: JobEnv,
+    upload_id: uuid.UUID,
+    step: StepName,
+    work: StepWork,
+    attempt: int,
+    max_attempts: int,
+) -> str:
+    with env.db.transaction() as session:
+        run = steps.begin(session, upload_id=upload_id, step=step)
+        upload = uploads.get(session, upload_id=upload_id)
+    if run is None or upload is None:
+        log.info("step skipped: already done or unknown")
+        return "skipped"
+    started = time.perf_counter()
+    try:
+        facts = work(env.store, env.settings, upload)
+    except MediaplaneError as exc:
+        with env.db.transaction() as session:
+            steps.fail(
+                session, upload_id=upload_id, step=step, run=run, reason=f"{exc.reason}: {exc}"
+            )
+        log.warning("step failed: input refused", reason=exc.reason)
+        return "failed"
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        with env.db.transaction() as session:
+            if attempt >= max_attempts:
+                steps.fail(session, upload_id=upload_id, step=step, run=run, reason=reason)
+            else:
+                steps.retry_later(session, upload_id=upload_id, step=step, run=run, reason=reason)
+        log.exception("step error", attempt=attempt, max_attempts=max_attempts)
+        raise
+    with env.db.transaction() as session:
+        fresh = uploads.get(session, upload_id=upload_id, lock=True)
+        if fresh is not None:
+            _record(session, fresh, facts)
+        steps.finish(session, upload_id=upload_id, step=step, run=run)
+    seconds = time.perf_counter() - started
+    metrics.STEP_DURATION.labels(step=step.value).observe(seconds)
+    log.info("step done", seconds=round(seconds, 3))
+    return "done"
+
+
+WORK: dict[StepName, StepWork] = {
+    StepName.THUMBNAIL: derivatives.thumbnails,
+    StepName.WATERMARK: derivatives.watermark,
+}
+
+
+def register(app: procrastinate.App, env: JobEnv) -> None:
+    """Add every task to `app`, bound to `env`."""
+    max_attempts = env.settings.job_max_attempts
+    retry = procrastinate.RetryStrategy(
+        max_attempts=max_attempts - 1, exponential_wait=env.settings.job_retry_base_seconds
+    )
+
+    def step_task(step: StepName, work: StepWork) -> None:
+        task_name = steps.TASK_FOR_STEP[step]
+
+        def task(context: procrastinate.JobContext, upload_id: str) -> None:
+            attempt = context.job.attempts + 1
+            outcome = "error"
+            try:
+                outcome = run_step(
+                    env,
+                    upload_id=uuid.UUID(upload_id),
+                    step=step,
+                    work=work,
+                    attempt=attempt,
+                    max_attempts=max_attempts,
+                    job_id=context.job.id,
+                )
+            finally:
+                metrics.JOBS.labels(task=task_name, outcome=outcome).inc()
+
+        task.__name__ = task_name
+        app.task(name=task_name, retry=retry, pass_context=True)(task)
+
+    for step, work in WORK.items():
+        step_task(step, work)
+
+    @app.task(name="sweep_uploads", queueing_lock="sweep_uploads")
+    def sweep_uploads(timestamp: int) -> None:
+        """HEAD pending uploads (stores without notifications; restarts)."""
+        report = env.tracker.sweep()
+        if report.settled or report.expired:
+            log.info("uploads swept", settled=report.settled, expired=report.expired)
+
+    interval = env.settings.upload_sweep_interval_seconds
+    if interval > 0:
+        app.periodic(cron=sweep_cron(interval), periodic_id="sweep")(sweep_uploads)
+
+    @app.periodic(cron="* * * * *", periodic_id="reconcile")
+    @app.task(name="reconcile_steps", queueing_lock="reconcile_steps")
+    def reconcile_steps(timestamp: int) -> None:
+        """Queue again every step that lost its job."""
+        with env.db.transaction() as session:
+            queued = steps.reconcile(session)
+        if queued:
+            log.warning("steps without a job were queued again", count=queued)
+
+    @app.periodic(cron="* * * * * */20", periodic_id="stalled")
+    @app.task(name="retry_stalled_jobs", queueing_lock="retry_stalled_jobs", pass_context=True)
+    async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
+        """Jobs of workers that died (SIGKILL, lost machine) go back to the queue."""
+        await retry_stalled(context.app, env.settings.worker_stalled_seconds)
+
+
+def sweep_cron(interval_seconds: float) -> str:
+    """A cron line for "every N seconds" (N rounded to a divisor of 60), else every minute."""
+    seconds = int(interval_seconds)
+    if 1 <= seconds < 60:
+        step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d <= seconds)
+        return f"* * * * * */{step}"
+    return "* * * * *"
+
+
+async def retry_stalled(app: procrastinate.App, seconds_since_heartbeat: float) -> int:
+    stalled = await app.job_manager.get_stalled_jobs(
+        seconds_since_heartbeat=seconds_since_heartbeat
+    )
+    count = 0
+    for job in stalled:
+        await app.job_manager.retry_job(job)
+        count += 1
+    if count:
+        logging.getLogger(__name__).warning("retried %d stalled jobs", count)
+    return count
