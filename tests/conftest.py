@@ -97,6 +97,8 @@ def settings(
         # Tests call the sweeper themselves, at the moment that matters.
         "upload_sweep_interval_seconds": 0,
         "storage_events_secret": "test-events-secret",
+        # Face processing is opted into by the tests about faces (tests/faces).
+        "face_engine": "off",
     }
     if backend == "s3":
         server = request.getfixturevalue("s3_server")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediaplane import __version__
 from mediaplane.auth import build_verifier
+from mediaplane.consent import ConsentRevoked, Purpose, subscribe
 from mediaplane.consent.routes import router as consent_router
 from mediaplane.db import Database
+from mediaplane.faces.index import build_index
+from mediaplane.faces.service import erase_user
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
 from mediaplane.images_api.service import KnownFiles
@@ -33,6 +37,16 @@ def images_signing_key(settings: Settings) -> bytes:
     return load_or_create_secret(settings.data_dir, "images-signing.key")
 
 
+def erasure_on_revocation(
+    settings: Settings, store: ObjectStore
+) -> Callable[[Session, ConsentRevoked], None]:
+    def erase(session: Session, event: ConsentRevoked) -> None:
+        if event.purpose == Purpose.BIOMETRIC_PROCESSING:
+            erase_user(session, store, build_index(settings), user_id=event.user_id)
+
+    return erase
+
+
 def create_app(
     settings: Settings, *, database: Database, store: ObjectStore, run_worker: bool = False
 ) -> FastAPI:
@@ -45,12 +59,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Revoking biometric consent erases the user's biometric data in the same transaction.
+        unsubscribe = subscribe(erasure_on_revocation(settings, store))
         worker = InProcessWorker(env) if run_worker else None
         if worker is not None:
             await worker.start()
         yield
         if worker is not None:
             await worker.stop()
+        unsubscribe()
 
     app = FastAPI(title="Mediaplane", version=__version__, lifespan=lifespan)
     app.state.settings = settings

@@ -172,13 +172,17 @@ def reprocess(
     if (project is None) == (photo is None):
         console.print("[red]give exactly one of --project or --photo[/red]")
         raise typer.Exit(2)
+    settings = Settings()
     try:
-        chosen = operations.photo_steps([StepName(s) for s in step] if step else None)
+        chosen = operations.photo_steps(
+            [StepName(s) for s in step] if step else None,
+            faces_enabled=settings.face_engine != "off",
+        )
     except operations.StepNotEnabled as exc:
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(2) from exc
 
-    with open_runtime(Settings()) as runtime:
+    with open_runtime(settings) as runtime:
         db = runtime.database
         with db.transaction() as session:
             uploads = operations.select_for_reprocess(session, project_id=project, photo_id=photo)

@@ -123,6 +123,20 @@ class Settings(BaseSettings):
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
 
+    # --- faces ----------------------------------------------------------------------------------
+    face_engine: Literal["local", "rekognition", "off"] = Field(
+        default="local",
+        description="local: dlib + pgvector; rekognition: AWS; off: no face processing.",
+    )
+    face_match_threshold: float = Field(
+        default=50.0, ge=0, le=100, description="Least similarity (0–100) that counts as a match."
+    )
+    face_max_edge: int = Field(default=1600, gt=0, description="Long edge of the detection decode.")
+    rekognition_region: str = "us-east-1"
+    rekognition_collection_prefix: str = Field(
+        default="mediaplane", description="Collections: PREFIX-selfies and PREFIX-project-ID."
+    )
+
     # --- JWT ------------------------------------------------------------------------------------
     jwt_jwks_url: str | None = None
     jwt_public_key: str | None = Field(default=None, description="PEM public key (RSA/EC/EdDSA).")

@@ -64,6 +64,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         IMAGES_SIGNING_KEY=str(settings.images_signing_key),
         STORAGE_SIGNING_SECRET=str(settings.storage_signing_secret),
         UPLOAD_SWEEP_INTERVAL_SECONDS="0",
+        FACE_ENGINE=settings.face_engine,
         WORKER_HEARTBEAT_SECONDS="1",
         WORKER_STALLED_SECONDS="3",
         LOG_LEVEL="warning",

@@ -20,6 +20,7 @@ def import_all_models() -> None:
     """Import every module that declares tables, so `Base.metadata` is complete (Alembic)."""
     # Imported for their side effect: each module adds its tables to Base.metadata.
     import mediaplane.consent.models
+    import mediaplane.faces.models
     import mediaplane.images_api.models
     import mediaplane.jobs.models
     import mediaplane.ratelimit.models

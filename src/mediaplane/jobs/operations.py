@@ -105,10 +105,12 @@ def failures(
     ]
 
 
-def photo_steps(requested: Iterable[StepName] | None = None) -> list[StepName]:
+def photo_steps(
+    requested: Iterable[StepName] | None = None, *, faces_enabled: bool = False
+) -> list[StepName]:
     """The steps to run on photos: `requested`, or all of them; StepNotEnabled if one is not
-    a photo step today (so `--step faces` is refused until faces join `STEPS_FOR_KIND`)."""
-    enabled = job_steps.STEPS_FOR_KIND[UploadKind.PHOTO]
+    a photo step here (`--step faces` is refused while FACE_ENGINE is off)."""
+    enabled = job_steps.steps_for(UploadKind.PHOTO, faces=faces_enabled)
     if requested is None:
         return list(enabled)
     chosen: list[StepName] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text
@@ -25,12 +25,16 @@ TASK_FOR_STEP: dict[StepName, str] = {
 }
 STEP_FOR_TASK = {task: step for step, task in TASK_FOR_STEP.items()}
 
-# What an uploaded object of each kind needs. Face steps join when a face engine is wired.
-STEPS_FOR_KIND: dict[str, tuple[StepName, ...]] = {
-    UploadKind.PHOTO: (StepName.THUMBNAIL, StepName.WATERMARK),
-    UploadKind.SELFIE: (),
-    UploadKind.PROFILE_PICTURE: (),
-}
+PHOTO_STEPS = (StepName.THUMBNAIL, StepName.WATERMARK)
+
+
+def steps_for(kind: str, *, faces: bool) -> tuple[StepName, ...]:
+    """What an uploaded object of `kind` needs; face steps only with a face engine."""
+    if kind == UploadKind.PHOTO:
+        return (*PHOTO_STEPS, StepName.FACES) if faces else PHOTO_STEPS
+    if kind == UploadKind.SELFIE and faces:
+        return (StepName.SELFIE,)
+    return ()
 
 
 def _now() -> datetime:
@@ -50,7 +54,7 @@ def request(
     session: Session,
     *,
     upload: PendingUpload,
-    steps: Iterable[StepName] | None = None,
+    steps: Iterable[StepName],
     again: bool = False,
 ) -> list[StepName]:
     """Record the upload's steps as queued and queue their jobs (in this transaction).
@@ -58,7 +62,7 @@ def request(
     `again` re-queues steps that already finished (reprocessing); otherwise an existing step
     is left as it is, so requesting twice changes nothing.
     """
-    wanted = list(steps if steps is not None else STEPS_FOR_KIND[upload.kind])
+    wanted = list(steps)
     queued: list[StepName] = []
     for step in wanted:
         values = {
@@ -91,9 +95,13 @@ def request(
     return queued
 
 
-def hand_off(session: Session, upload: PendingUpload) -> None:
-    """`UploadTracker` hook: an upload just arrived; queue what it needs."""
-    request(session, upload=upload)
+def hand_off_for(*, faces: bool) -> Callable[[Session, PendingUpload], None]:
+    """The `UploadTracker` hook: an upload just arrived; queue what it needs."""
+
+    def hand_off(session: Session, upload: PendingUpload) -> None:
+        request(session, upload=upload, steps=steps_for(upload.kind, faces=faces))
+
+    return hand_off
 
 
 def begin(session: Session, *, upload_id: uuid.UUID, step: StepName) -> datetime | None:

@@ -9,10 +9,11 @@ attempt. A failed step never blocks the other steps of the upload.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import procrastinate
 import structlog
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mediaplane.db import Database
 from mediaplane.errors import MediaplaneError
+from mediaplane.faces.service import FaceMatcher
 from mediaplane.jobs import derivatives, metrics, steps
 from mediaplane.jobs.models import StepName
 from mediaplane.settings import Settings
@@ -28,9 +30,6 @@ from mediaplane.uploads import PendingUpload, UploadTracker
 from mediaplane.uploads import service as uploads
 
 log = structlog.get_logger(__name__)
-
-# The task returns facts to record on the upload (width, height, derivatives...).
-StepWork = Callable[[ObjectStore, Settings, PendingUpload], dict[str, object]]
 
 
 @dataclass
@@ -41,6 +40,27 @@ class JobEnv:
     db: Database
     store: ObjectStore
     tracker: UploadTracker
+    _matcher: FaceMatcher | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def matcher(self) -> FaceMatcher:
+        """The face engine and index, loaded on first use (dlib models: ~0.3 s)."""
+        with self._lock:
+            if self._matcher is None:
+                from mediaplane.faces import build_engine
+                from mediaplane.faces.index import build_index
+
+                self._matcher = FaceMatcher(
+                    engine=build_engine(self.settings),
+                    index=build_index(self.settings),
+                    threshold=self.settings.face_match_threshold,
+                )
+            return self._matcher
+
+
+# The work returns facts to record on the upload (width, height, derivatives...).
+StepWork = Callable[[JobEnv, PendingUpload], dict[str, object]]
 
 
 def _record(session: Session, upload: PendingUpload, facts: dict[str, object]) -> None:
@@ -87,7 +107,7 @@ def _run_step(
         return "skipped"
     started = time.perf_counter()
     try:
-        facts = work(env.store, env.settings, upload)
+        facts = work(env, upload)
     except MediaplaneError as exc:
         with env.db.transaction() as session:
             steps.fail(
@@ -116,8 +136,14 @@ def _run_step(
 
 
 WORK: dict[StepName, StepWork] = {
-    StepName.THUMBNAIL: derivatives.thumbnails,
-    StepName.WATERMARK: derivatives.watermark,
+    StepName.THUMBNAIL: lambda env, photo: derivatives.thumbnails(env.store, env.settings, photo),
+    StepName.WATERMARK: lambda env, photo: derivatives.watermark(env.store, env.settings, photo),
+    StepName.FACES: lambda env, photo: env.matcher.recognize_faces(
+        env.db.transaction, env.store, photo
+    ),
+    StepName.SELFIE: lambda env, selfie: env.matcher.process_selfie(
+        env.db.transaction, env.store, selfie
+    ),
 }
 
 

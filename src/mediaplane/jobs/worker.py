@@ -9,7 +9,7 @@ import procrastinate
 
 from mediaplane.db import Database
 from mediaplane.jobs.queue import build_app
-from mediaplane.jobs.steps import hand_off
+from mediaplane.jobs.steps import hand_off_for
 from mediaplane.jobs.tasks import JobEnv, register
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
@@ -19,6 +19,7 @@ from mediaplane.uploads import UploadTracker
 def job_env(settings: Settings, *, database: Database, store: ObjectStore) -> JobEnv:
     """What API and workers share: every upload that arrives is handed to the pipeline in the
     transaction that marks it."""
+    hand_off = hand_off_for(faces=settings.face_engine != "off")
     tracker = UploadTracker(db=database, store=store, settings=settings, hand_off=[hand_off])
     return JobEnv(settings=settings, db=database, store=store, tracker=tracker)
 

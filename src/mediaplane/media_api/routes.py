@@ -7,15 +7,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
 from mediaplane.consent import Purpose, require_consent
 from mediaplane.db import Database
 from mediaplane.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from mediaplane.faces import service as faces_service
+from mediaplane.faces.index import build_index
 from mediaplane.media_api import service
 from mediaplane.media_api.schemas import (
     Download,
+    MyPhotos,
     PhotoPage,
     PhotoUploadRequest,
     PhotoUploadURL,
@@ -163,7 +166,9 @@ def complete_selfie(
         selfie = service.get_upload(session, upload_id=selfie_id, kind=UploadKind.SELFIE)
     if selfie.owner_id != principal.subject:
         raise NotFound("selfie_not_found", f"no selfie {selfie_id}")
-    return service.selfie_view(store, settings, _complete(request, selfie_id))
+    completed = _complete(request, selfie_id)
+    with db.transaction() as session:
+        return service.selfie_view(session, store, settings, completed)
 
 
 @router.post("/photos/{photo_id}/complete", response_model=PhotoView)
@@ -249,13 +254,37 @@ def list_project_photos(
 
 @router.get("/me/selfie", response_model=SelfieView)
 def my_selfie(request: Request, principal: Principal = Depends(user)) -> SelfieView:
-    """The user's latest selfie: its status, and a presigned GET once uploaded."""
+    """The user's latest selfie: its status, face processing, and a presigned GET."""
     settings, db, store = _deps(request)
     with db.transaction() as session:
         selfie = service.latest(session, owner_id=principal.subject, kind=UploadKind.SELFIE)
-    if selfie is None:
-        raise NotFound("selfie_not_found", "no selfie uploaded yet")
-    return service.selfie_view(store, settings, selfie)
+        if selfie is None:
+            raise NotFound("selfie_not_found", "no selfie uploaded yet")
+        return service.selfie_view(session, store, settings, selfie)
+
+
+@router.delete("/me/selfie", status_code=204)
+def delete_my_selfie(request: Request, principal: Principal = Depends(user)) -> Response:
+    """Erase the user's selfie and biometric data now (consent stays as it is)."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        faces_service.erase_user(session, store, build_index(settings), user_id=principal.subject)
+    return Response(status_code=204)
+
+
+@router.get("/me/photos", response_model=MyPhotos)
+def my_photos(
+    request: Request,
+    project_id: Annotated[uuid.UUID, Query(alias="projectId")],
+    principal: Principal = Depends(consenting_user),
+) -> MyPhotos:
+    """Photos of a project the user appears in, newest first, as presigned previews."""
+    settings, db, store = _deps(request)
+    with db.transaction() as session:
+        items = service.my_photos(
+            session, store, settings, user_id=principal.subject, project_id=project_id
+        )
+    return MyPhotos(items=items)
 
 
 @router.get("/operators/{operator_id}/profile-picture", response_model=Download)

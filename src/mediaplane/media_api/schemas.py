@@ -77,6 +77,14 @@ class PhotoPage(CamelModel):
     next_cursor: str | None
 
 
+class FaceStatus(CamelModel):
+    """What face processing made of a selfie: processing, indexed, no_face, multiple_faces,
+    failed, no_consent, superseded, erased, or off (no face engine)."""
+
+    status: str
+    reason: str | None = None
+
+
 class SelfieView(CamelModel):
     selfie_id: uuid.UUID
     status: str
@@ -84,6 +92,22 @@ class SelfieView(CamelModel):
     created_at: datetime
     uploaded_at: datetime | None
     download: Download | None
+    face: FaceStatus
+
+
+class MyPhoto(CamelModel):
+    """A photo the user appears in: previews only, never the original."""
+
+    photo_id: uuid.UUID
+    project_id: uuid.UUID
+    similarity: float
+    box: dict[str, int]
+    created_at: datetime
+    downloads: dict[str, Download]
+
+
+class MyPhotos(CamelModel):
+    items: list[MyPhoto]
 
 
 class StorageEventsResult(CamelModel):

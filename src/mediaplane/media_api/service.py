@@ -13,8 +13,18 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from mediaplane.errors import InvalidInput, NotFound
+from mediaplane.faces import service as faces_service
+from mediaplane.faces.models import SelfieFace
 from mediaplane.jobs import steps as job_steps
-from mediaplane.media_api.schemas import Download, PhotoView, SelfieView, StepView
+from mediaplane.jobs.models import ProcessingStep, StepName, StepStatus
+from mediaplane.media_api.schemas import (
+    Download,
+    FaceStatus,
+    MyPhoto,
+    PhotoView,
+    SelfieView,
+    StepView,
+)
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
@@ -140,7 +150,9 @@ def photo_view(
     )
 
 
-def selfie_view(store: ObjectStore, settings: Settings, selfie: PendingUpload) -> SelfieView:
+def selfie_view(
+    session: Session, store: ObjectStore, settings: Settings, selfie: PendingUpload
+) -> SelfieView:
     uploaded = selfie.status == UploadStatus.UPLOADED
     return SelfieView(
         selfie_id=selfie.id,
@@ -149,7 +161,59 @@ def selfie_view(store: ObjectStore, settings: Settings, selfie: PendingUpload) -
         created_at=selfie.created_at,
         uploaded_at=selfie.completed_at if uploaded else None,
         download=download(store, settings, selfie.key) if uploaded else None,
+        face=face_status(session, selfie),
     )
+
+
+def face_status(session: Session, selfie: PendingUpload) -> FaceStatus:
+    """The selfie's face processing, from its step and the enrolled face."""
+    if selfie.status == "erased":
+        return FaceStatus(status="erased")
+    enrolled = session.get(SelfieFace, selfie.owner_id)
+    if enrolled is not None and enrolled.selfie_id == selfie.id:
+        return FaceStatus(status="indexed")
+    step = session.get(ProcessingStep, (selfie.id, StepName.SELFIE))
+    if step is None:
+        return FaceStatus(status="off" if selfie.status == UploadStatus.UPLOADED else "waiting")
+    if step.status == StepStatus.FAILED:
+        code = (step.reason or "failed").split(":", 1)[0]
+        known = code in ("no_face", "multiple_faces")
+        return FaceStatus(status=code if known else "failed", reason=step.reason)
+    if step.status == StepStatus.DONE:
+        # Done without enrolling: consent was gone when it ran, or a newer selfie won.
+        return FaceStatus(status="not_indexed", reason="no consent, or a newer selfie")
+    return FaceStatus(status="processing")
+
+
+def my_photos(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    user_id: str,
+    project_id: uuid.UUID,
+) -> list[MyPhoto]:
+    """The user's matched photos in a project: presigned previews, never the original."""
+    items = []
+    for match, photo in faces_service.matches_of(session, user_id=user_id, project_id=project_id):
+        assert photo.project_id is not None
+        downloads = {
+            name: download(
+                store, settings, storage_keys.derivative_key(photo.project_id, photo.id, name)
+            )
+            for name in photo.derivatives
+        }
+        items.append(
+            MyPhoto(
+                photo_id=photo.id,
+                project_id=photo.project_id,
+                similarity=round(match.similarity, 1),
+                box=match.box,
+                created_at=photo.created_at,
+                downloads=downloads,
+            )
+        )
+    return items
 
 
 def list_project_photos(

@@ -1,0 +1,66 @@
+"""Faces: the `FaceEngine` protocol, its engines, and the one place that picks an engine.
+
+- `LocalFaceEngine` (faces/local.py): dlib on this machine; descriptors searched in pgvector.
+- `RekognitionFaceEngine` (faces/rekognition.py): AWS Rekognition; imported only when chosen,
+  so a local deployment never loads boto's Rekognition client.
+
+`similarity_from_distance` and `distance_from_similarity` convert between the 0–100 similarity
+the API speaks (Rekognition's scale) and the L2 distance of two dlib descriptors.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from mediaplane.faces.engine import (
+    Box,
+    DetectedFace,
+    FaceEngine,
+    distance_from_similarity,
+    similarity_from_distance,
+)
+from mediaplane.faces.local import LocalFaceEngine
+from mediaplane.imaging.limits import ImageLimits
+from mediaplane.settings import Settings
+
+__all__ = [
+    "Box",
+    "DetectedFace",
+    "FaceEngine",
+    "LocalFaceEngine",
+    "build_engine",
+    "distance_from_similarity",
+    "similarity_from_distance",
+]
+
+
+def build_engine(settings: Settings) -> FaceEngine:
+    """The engine `settings.face_engine` names: "local" or "rekognition".
+
+    Raises `ValueError` for "off" (no face processing: callers should not ask for an engine),
+    and `RuntimeError` when Rekognition is chosen but its module is not part of this build.
+    """
+    name = settings.face_engine
+    if name == "local":
+        return LocalFaceEngine(limits=face_limits(settings), max_edge=settings.face_max_edge)
+    if name == "rekognition":
+        try:
+            module = importlib.import_module("mediaplane.faces.rekognition")
+        except ModuleNotFoundError as exc:
+            if exc.name != "mediaplane.faces.rekognition":
+                raise  # a dependency of the module is missing: say that, not this
+            raise RuntimeError(
+                "FACE_ENGINE=rekognition, but mediaplane.faces.rekognition is not in this build"
+            ) from exc
+        engine: FaceEngine = module.RekognitionFaceEngine.from_settings(settings)
+        return engine
+    raise ValueError(f"FACE_ENGINE={name!r} has no face engine (choose local or rekognition)")
+
+
+def face_limits(settings: Settings) -> ImageLimits:
+    """What the engine agrees to decode: faces are looked for in selfies and photos, so the
+    larger of their upload limits (and the pixel limit every upload already passed)."""
+    return ImageLimits(
+        max_pixels=settings.max_image_pixels,
+        max_bytes=max(settings.selfie_max_bytes, settings.photo_max_bytes),
+    )

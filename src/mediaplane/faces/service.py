@@ -1,0 +1,165 @@
+"""Matching selfies and photos, with consent checked where the data is written, and erasure.
+
+Order independence: a selfie searches the photo faces already stored, a photo searches the
+selfie faces already stored, and both write matches under one transaction-scoped advisory
+lock. Two transactions running at once (a selfie and a photo of the same person) are thereby
+serialized: whichever commits second sees the other's faces, so the same matches result in
+any order, with any number of workers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from mediaplane.consent import Purpose, has_active
+from mediaplane.errors import InvalidInput
+from mediaplane.faces.engine import FaceEngine
+from mediaplane.faces.index import Candidate, FaceIndex
+from mediaplane.faces.models import FaceMatch, SelfieFace
+from mediaplane.storage import ObjectStore
+from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
+
+# Any constant shared by every process: the key of the matching lock.
+_MATCHING_LOCK = 0x6D70_6661_6365  # "mpface"
+
+
+class SelfieRejected(InvalidInput):
+    """reason: `no_face` or `multiple_faces` — shown to the user on GET /v1/me/selfie."""
+
+
+def _lock_matching(session: Session) -> None:
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MATCHING_LOCK})
+
+
+def _record(session: Session, candidates: list[Candidate], now: datetime) -> int:
+    """Upsert matches, keeping each user's best face per photo."""
+    for c in candidates:
+        statement = insert(FaceMatch).values(
+            photo_id=c.photo_id,
+            user_id=c.user_id,
+            project_id=c.project_id,
+            photo_face_id=c.photo_face_id,
+            box=c.box,
+            similarity=c.similarity,
+            created_at=now,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["photo_id", "user_id"],
+            set_={
+                "photo_face_id": statement.excluded.photo_face_id,
+                "box": statement.excluded.box,
+                "similarity": statement.excluded.similarity,
+            },
+            where=FaceMatch.similarity < statement.excluded.similarity,
+        )
+        session.execute(statement)
+    return len(candidates)
+
+
+@dataclass
+class FaceMatcher:
+    engine: FaceEngine
+    index: FaceIndex
+    threshold: float
+
+    def process_selfie(
+        self, session_factory: Any, store: ObjectStore, selfie: PendingUpload
+    ) -> dict[str, object]:
+        """Enroll the user's face (exactly one required) and find their photos so far."""
+        user_id = selfie.owner_id
+        with session_factory() as session:
+            if not has_active(session, user_id=user_id, purpose=Purpose.BIOMETRIC_PROCESSING):
+                return {"faces": "no_consent"}  # revoked before we ran: nothing is processed
+        image = store.read(selfie.key)
+        faces = self.engine.detect(image)
+        if not faces:
+            raise SelfieRejected("no_face", "no face was found in the selfie")
+        if len(faces) > 1:
+            raise SelfieRejected("multiple_faces", f"{len(faces)} faces in the selfie; one needed")
+        now = datetime.now(UTC)
+        with session_factory() as session:
+            _lock_matching(session)
+            # Consent again, locked: a revocation waits for us, or we see it and write nothing.
+            if not has_active(
+                session, user_id=user_id, purpose=Purpose.BIOMETRIC_PROCESSING, lock=True
+            ):
+                return {"faces": "no_consent"}
+            current = session.get(SelfieFace, user_id)
+            if current is not None and _newer(session, current.selfie_id, than=selfie):
+                return {"faces": "superseded"}
+            self.index.enroll(
+                session, user_id=user_id, selfie_id=selfie.id, face=faces[0], image=image, now=now
+            )
+            session.execute(delete(FaceMatch).where(FaceMatch.user_id == user_id))
+            found = self.index.candidates_for_user(
+                session, user_id=user_id, threshold=self.threshold
+            )
+            return {"faces": "indexed", "matches": _record(session, found, now)}
+
+    def recognize_faces(
+        self, session_factory: Any, store: ObjectStore, photo: PendingUpload
+    ) -> dict[str, object]:
+        """Store every face of the photo and match them against consenting users' selfies."""
+        assert photo.project_id is not None
+        image = store.read(photo.key)
+        faces = self.engine.detect(image)
+        now = datetime.now(UTC)
+        with session_factory() as session:
+            _lock_matching(session)
+            self.index.add_photo(
+                session, photo_id=photo.id, project_id=photo.project_id, faces=faces, image=image
+            )
+            session.execute(delete(FaceMatch).where(FaceMatch.photo_id == photo.id))
+            found = [
+                c
+                for c in self.index.candidates_for_photo(
+                    session, photo_id=photo.id, threshold=self.threshold
+                )
+                if has_active(session, user_id=c.user_id, purpose=Purpose.BIOMETRIC_PROCESSING)
+            ]
+            return {"faces": len(faces), "matches": _record(session, found, now)}
+
+
+def _newer(session: Session, selfie_id: uuid.UUID, *, than: PendingUpload) -> bool:
+    enrolled = session.get(PendingUpload, selfie_id)
+    return enrolled is not None and enrolled.created_at > than.created_at
+
+
+def erase_user(session: Session, store: ObjectStore, index: FaceIndex, *, user_id: str) -> int:
+    """Erase a user's biometric data: selfie face, matches, selfie objects. Returns the number
+    of objects deleted. Upload rows stay (what happened), marked `erased`."""
+    _lock_matching(session)
+    index.forget_user(session, user_id=user_id)
+    session.execute(delete(FaceMatch).where(FaceMatch.user_id == user_id))
+    session.execute(
+        update(PendingUpload)
+        .where(PendingUpload.owner_id == user_id, PendingUpload.kind == UploadKind.SELFIE)
+        .where(PendingUpload.status.in_([UploadStatus.PENDING, UploadStatus.UPLOADED]))
+        .values(status="erased", reason="biometric data erased")
+    )
+    deleted = 0
+    for key in list(store.list(f"selfies/{user_id}/")):
+        store.delete(key)
+        deleted += 1
+    session.flush()
+    return deleted
+
+
+def matches_of(
+    session: Session, *, user_id: str, project_id: uuid.UUID
+) -> list[tuple[FaceMatch, PendingUpload]]:
+    """The user's matches in a project with their photos, newest photo first."""
+    query = (
+        select(FaceMatch, PendingUpload)
+        .join(PendingUpload, PendingUpload.id == FaceMatch.photo_id)
+        .where(FaceMatch.user_id == user_id, FaceMatch.project_id == project_id)
+        .order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+    )
+    return [(m, p) for m, p in session.execute(query)]

@@ -1,0 +1,241 @@
+"""Faces end to end: selfies find their people in event photos, whatever came first, with
+consent checked where data is written and erased on revocation."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from mediaplane.faces.models import FaceMatch, PhotoFace, SelfieFace
+from tests.imaging import factories
+from tests.jobs.helpers import SETTLED, drain, start_worker, steps_of, upload_photo, wait_until
+from tests.media_api.helpers import bearer, put_to_presigned
+
+FACES = Path(__file__).parents[1] / "fixtures" / "faces"
+PHOTOS = ("biden_2.jpg", "obama_2.jpg", "obama_and_biden.jpg")
+EXPECTED = {
+    "biden": {"biden_2.jpg", "obama_and_biden.jpg"},
+    "obama": {"obama_2.jpg", "obama_and_biden.jpg"},
+}
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return {"face_engine": "local"}
+
+
+class Event:
+    """A project with a photographer and two attendees, driven through the public API."""
+
+    def __init__(self, client: TestClient, make_token) -> None:
+        self.client = client
+        self.project = uuid.uuid4()
+        self.photographer = make_token(aud="media", roles=["photographer"], sub="pat")
+        self.users = {
+            name: bearer(make_token(aud="media", roles=["user"], sub=name))
+            for name in ("biden", "obama")
+        }
+        self.photo_names: dict[str, str] = {}
+
+    def consent(self, user: str) -> None:
+        resp = self.client.put("/v1/me/consents/biometric_processing", headers=self.users[user])
+        assert resp.status_code in (200, 201)
+
+    def revoke(self, user: str) -> None:
+        resp = self.client.delete("/v1/me/consents/biometric_processing", headers=self.users[user])
+        assert resp.status_code == 200
+
+    def photo(self, name: str) -> None:
+        body = upload_photo(
+            self.client, self.photographer, (FACES / name).read_bytes(), project=self.project
+        )
+        self.photo_names[body["photoId"]] = name
+
+    def selfie(self, user: str, data: bytes | None = None) -> dict:
+        headers = self.users[user]
+        body = self.client.post("/v1/selfie/upload-url", headers=headers).json()
+        image = data if data is not None else (FACES / f"{user}_1.jpg").read_bytes()
+        assert put_to_presigned(self.client, body["uploadUrl"], image).status_code == 200
+        return body
+
+    def my_photos(self, user: str) -> set[str]:
+        resp = self.client.get(
+            "/v1/me/photos", params={"projectId": str(self.project)}, headers=self.users[user]
+        )
+        assert resp.status_code == 200, resp.text
+        items = resp.json()["items"]
+        for item in items:
+            assert set(item["downloads"]) <= {"thumb-400", "thumb-800", "watermarked"}
+            assert item["similarity"] >= 50
+        return {self.photo_names[item["photoId"]] for item in items}
+
+    def my_selfie(self, user: str) -> dict:
+        return self.client.get("/v1/me/selfie", headers=self.users[user]).json()
+
+
+@pytest.fixture
+def event(client: TestClient, make_token) -> Event:
+    return Event(client, make_token)
+
+
+def test_each_selfie_finds_exactly_its_person(event: Event, app) -> None:
+    for user in event.users:
+        event.consent(user)
+        event.selfie(user)
+    for name in PHOTOS:
+        event.photo(name)
+    drain(app)
+    assert {user: event.my_photos(user) for user in event.users} == EXPECTED
+    assert event.my_selfie("biden")["face"]["status"] == "indexed"
+    # Previews only, and they are there: the pipeline ran for the matched photos.
+    resp = event.client.get(
+        "/v1/me/photos", params={"projectId": str(event.project)}, headers=event.users["obama"]
+    )
+    assert all(
+        set(i["downloads"]) == {"thumb-400", "thumb-800", "watermarked"}
+        for i in resp.json()["items"]
+    )
+
+
+@pytest.mark.parametrize("order", ["photos_first", "selfies_first"])
+def test_matches_do_not_depend_on_order(event: Event, app, order: str) -> None:
+    for user in event.users:
+        event.consent(user)
+    if order == "photos_first":
+        for name in PHOTOS:
+            event.photo(name)
+        drain(app)
+        for user in event.users:
+            event.selfie(user)
+    else:
+        for user in event.users:
+            event.selfie(user)
+        drain(app)
+        for name in PHOTOS:
+            event.photo(name)
+    drain(app)
+    assert {user: event.my_photos(user) for user in event.users} == EXPECTED
+
+
+@pytest.mark.slow
+def test_two_workers_interleaved_give_the_sequential_matches(event: Event, app, settings) -> None:
+    for user in event.users:
+        event.consent(user)
+    actions = [("photo", n) for n in PHOTOS] + [("selfie", u) for u in event.users]
+    random.Random(7).shuffle(actions)
+    workers = [start_worker(settings, concurrency=2) for _ in range(2)]
+    try:
+        for kind, name in actions:
+            event.photo(name) if kind == "photo" else event.selfie(name)
+        wait_until(
+            lambda: (
+                len(steps_of(app)) == 3 * 3 + 2 and {s.status for s in steps_of(app)} <= SETTLED
+            ),
+            timeout=120,
+            interval=0.3,
+        )
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=15)
+    assert {s.status for s in steps_of(app)} == {"done"}
+    assert {user: event.my_photos(user) for user in event.users} == EXPECTED
+
+
+def count(app, model) -> int:
+    with app.state.db.transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_consent_revoked_before_processing_writes_nothing(event: Event, app, runtime) -> None:
+    event.consent("biden")
+    event.selfie("biden")
+    event.revoke("biden")  # before process_selfie ran
+    drain(app)
+    assert count(app, SelfieFace) == 0
+    assert list(runtime.store.list("selfies/biden/")) == []
+
+
+def test_revocation_after_indexing_erases_everything(event: Event, app, runtime) -> None:
+    for user in event.users:
+        event.consent(user)
+        event.selfie(user)
+    for name in PHOTOS:
+        event.photo(name)
+    drain(app)
+    assert event.my_photos("biden") == EXPECTED["biden"]
+    assert list(runtime.store.list("selfies/biden/"))
+    event.revoke("biden")
+    with app.state.db.transaction() as session:
+        assert session.scalar(select(func.count()).where(SelfieFace.user_id == "biden")) == 0
+        assert session.scalar(select(func.count()).where(FaceMatch.user_id == "biden")) == 0
+        assert session.scalar(select(func.count()).where(FaceMatch.user_id == "obama")) == 2
+    assert list(runtime.store.list("selfies/biden/")) == []
+    assert event.my_selfie("biden")["face"]["status"] == "erased"
+    # Photos and other people's faces stay.
+    assert count(app, PhotoFace) >= 4
+    assert event.my_photos("obama") == EXPECTED["obama"]
+    # Without consent the list is closed to her.
+    resp = event.client.get(
+        "/v1/me/photos", params={"projectId": str(event.project)}, headers=event.users["biden"]
+    )
+    assert resp.status_code == 403 and resp.json()["code"] == "consent_required"
+
+
+def test_delete_my_selfie_erases_without_revoking(event: Event, app, runtime) -> None:
+    event.consent("obama")
+    event.selfie("obama")
+    event.photo("obama_2.jpg")
+    drain(app)
+    assert event.my_photos("obama") == {"obama_2.jpg"}
+    assert event.client.delete("/v1/me/selfie", headers=event.users["obama"]).status_code == 204
+    assert count(app, SelfieFace) == 0 and count(app, FaceMatch) == 0
+    assert list(runtime.store.list("selfies/obama/")) == []
+    assert event.my_photos("obama") == set()
+
+
+def tiny_face() -> bytes:
+    import pyvips
+
+    face = pyvips.Image.new_from_file(str(FACES / "obama_1.jpg")).thumbnail_image(60)
+    canvas = pyvips.Image.black(1600, 1200, bands=3) + 255
+    return canvas.insert(face, 700, 500).jpegsave_buffer(Q=90)
+
+
+@pytest.mark.parametrize(
+    ("make_image", "status"),
+    [
+        pytest.param(lambda: factories.jpeg_bytes(800, 600), "no_face", id="non-face"),
+        pytest.param(tiny_face, "no_face", id="tiny-face"),
+        pytest.param(
+            lambda: (FACES / "obama_and_biden.jpg").read_bytes(),
+            "multiple_faces",
+            id="several-faces",
+        ),
+    ],
+)
+def test_selfie_states(event: Event, app, make_image, status: str) -> None:
+    event.consent("obama")
+    event.selfie("obama", make_image())
+    drain(app)
+    face = event.my_selfie("obama")["face"]
+    assert face["status"] == status and face["reason"].startswith(status)
+    assert count(app, SelfieFace) == 0
+
+
+def test_photo_without_faces_is_done_with_zero_faces(event: Event, app) -> None:
+    upload_photo(
+        event.client, event.photographer, factories.jpeg_bytes(900, 600), project=event.project
+    )
+    drain(app)
+    assert {(s.step, s.status) for s in steps_of(app)} == {
+        ("thumbnail", "done"),
+        ("watermark", "done"),
+        ("faces", "done"),
+    }
+    assert count(app, PhotoFace) == 0
