@@ -16,6 +16,7 @@ from mediaplane import __version__
 from mediaplane.auth import build_verifier
 from mediaplane.consent import ConsentRevoked, Purpose, subscribe
 from mediaplane.consent.routes import router as consent_router
+from mediaplane.console import mount_console
 from mediaplane.db import Database
 from mediaplane.faces.index import build_index
 from mediaplane.faces.service import erase_user
@@ -91,6 +92,7 @@ def create_app(
     app.include_router(storage_router)
     app.include_router(consent_router)
     app.include_router(media_router)
+    mount_console(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

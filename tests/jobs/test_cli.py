@@ -29,6 +29,7 @@ def operator_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, tmp_path: 
     monkeypatch.chdir(tmp_path)  # no stray `.env` from the working directory
     monkeypatch.setenv("DATABASE_URL", str(settings.database_url))
     monkeypatch.setenv("MEDIAPLANE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("FACE_ENGINE", settings.face_engine)
     monkeypatch.setenv("STORAGE_URL", Path(settings.local_storage_root).absolute().as_uri())
     monkeypatch.setenv("IMAGES_SIGNING_KEY", str(settings.images_signing_key))
     monkeypatch.setenv("STORAGE_SIGNING_SECRET", str(settings.storage_signing_secret))

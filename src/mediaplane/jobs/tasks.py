@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from mediaplane.db import Database
-from mediaplane.errors import MediaplaneError
+from mediaplane.errors import MediaplaneError, Unavailable
 from mediaplane.faces.service import FaceMatcher
 from mediaplane.jobs import derivatives, metrics, steps
 from mediaplane.jobs.models import StepName
@@ -46,6 +46,10 @@ class JobEnv:
     @property
     def matcher(self) -> FaceMatcher:
         """The face engine and index, loaded on first use (dlib models: ~0.3 s)."""
+        if self.settings.face_engine == "off":
+            # A face job reached a worker without an engine (queued elsewhere, or before a
+            # config change): fail the step with the reason now, do not retry for nothing.
+            raise Unavailable("face_engine_off", "FACE_ENGINE is off on this worker")
         with self._lock:
             if self._matcher is None:
                 from mediaplane.faces import build_engine

@@ -1,0 +1,553 @@
+"""Benchmark of the local face engine (dlib) and of face search in PostgreSQL with pgvector.
+
+    .venv/bin/python bench/faces.py            # ~8 min on 2 cores (search up to 1M faces)
+    .venv/bin/python bench/faces.py --quick    # ~1.5 min (search up to 100k faces)
+
+(a) Detection + embedding, one core (`os.sched_setaffinity(0, {0})`, `VIPS_CONCURRENCY=1`):
+    `LocalFaceEngine.detect` on the group fixture (2000×1428, 2.9 MP) and on 12 MP and 24 MP
+    copies of it (upscaled with libvips, JPEG Q90, cached under /tmp), with upsample 0 and 1;
+    p50 of several runs after a warm-up, and the split into decode, HOG and descriptors. Then,
+    on both cores, two threads detecting at once (the model pool of faces/local.py).
+(b) Search for one face (128-d, L2 `<->`, top 10) among 10k, 100k and 1M stored synthetic
+    descriptors, in an embedded PostgreSQL 18 + pgvector started in a fresh temporary
+    directory (removed at the end), bulk loaded with binary COPY: exact (sequential scan, before
+    the index exists) and HNSW (`vector_l2_ops`, m=16, ef_construction=64) at
+    `hnsw.ef_search` 40 and 100, with the index build time and recall@10 against the exact
+    answer (computed with numpy, and checked against PostgreSQL's own exact answers).
+
+Synthetic descriptors: what L2 search sees of dlib's vectors is their spread, so the stored
+vectors are a fixed centre plus Gaussian noise with σ per component set so two of them are
+~0.9 apart, like two different people in the fixtures (0.82–0.85) and in dlib's own data
+(0.77–1.02); the centre gives them dlib's norm (~1.4). Each query is a stored vector plus
+noise putting it ~0.4 away, like another photo of the same person (fixtures: 0.35–0.42): so
+every query has one true match, and "match found" counts the queries whose match came first.
+Random high-dimensional data has no structure beyond that, which makes it a hard case for
+HNSW: neighbours 2–10 are all about equally far, so recall@10 is pessimistic.
+
+Results: a table on stdout; a full run also writes bench/results/faces.json.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before pyvips is imported anywhere: libvips reads this once, at start.
+os.environ["VIPS_CONCURRENCY"] = "1"
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP_PHOTO = ROOT / "tests" / "fixtures" / "faces" / "obama_and_biden.jpg"
+RESULTS = ROOT / "bench" / "results" / "faces.json"
+CACHE = Path(tempfile.gettempdir()) / "mediaplane-bench-faces"
+
+MAX_PIXELS = 50_000_000  # the service's defaults (MAX_IMAGE_PIXELS, PHOTO_MAX_BYTES)
+MAX_BYTES = 50 * 1024 * 1024
+# Upscaled copies of the group photo (2000×1428): 4100×2927 = 12.0 MP, 5800×4141 = 24.0 MP.
+PHOTO_WIDTHS = {"12mp": 4100, "24mp": 5800}
+
+DIM = 128
+SPREAD = 0.9  # L2 distance between two random stored vectors (different people)
+MATCH_DISTANCE = 0.4  # L2 distance of a query from its planted match (same person)
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+EF_SEARCH = (40, 100)
+TOP_K = 10
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0–100), nearest rank on the sorted values."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+# --- (a) detection ------------------------------------------------------------------------------
+
+
+def bench_photos() -> dict[str, Path]:
+    """The group fixture and its 12 MP and 24 MP copies (made once, kept in CACHE)."""
+    import pyvips
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    photos = {"fixture": GROUP_PHOTO}
+    for label, width in PHOTO_WIDTHS.items():
+        path = CACHE / f"obama_and_biden-{width}w-q90.jpg"
+        if not path.exists():
+            log(f"making {path.name}")
+            big = pyvips.Image.thumbnail(str(GROUP_PHOTO), width, size=pyvips.enums.Size.UP)
+            tmp = path.with_suffix(".part")
+            big.jpegsave(str(tmp), Q=90)
+            tmp.replace(path)
+        photos[label] = path
+    return photos
+
+
+@contextmanager
+def pinned_to_one_core() -> Iterator[int]:
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def timed(fn: Callable[[], Any], runs: int) -> list[float]:
+    fn()  # warm-up: models loaded, caches filled
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_detection(runs: int) -> dict[str, Any]:
+    import pyvips
+
+    from mediaplane.faces.local import LocalFaceEngine, _load_models
+    from mediaplane.imaging import ImageLimits
+
+    limits = ImageLimits(max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES)
+    photos = bench_photos()
+    out: dict[str, Any] = {"photos": {}, "runs": runs}
+    with pinned_to_one_core() as cpu:
+        out["cpu"] = cpu
+        start = time.perf_counter()
+        _load_models()
+        out["model_load_s"] = time.perf_counter() - start
+        for label, path in photos.items():
+            data = path.read_bytes()
+            header = pyvips.Image.new_from_buffer(data, "")
+            row: dict[str, Any] = {
+                "file": path.name,
+                "width": header.width,
+                "height": header.height,
+                "megapixels": round(header.width * header.height / 1e6, 1),
+                "bytes": len(data),
+            }
+            for upsample in (0, 1):
+                engine = LocalFaceEngine(limits=limits, upsample=upsample)
+                faces = engine.detect(data)
+                times = timed(partial(engine.detect, data), runs)
+                row[f"upsample{upsample}"] = {
+                    "faces": len(faces),
+                    "p50_s": statistics.median(times),
+                    "min_s": min(times),
+                    "boxes": [vars(f.box) for f in faces],
+                }
+                log(f"{label} upsample={upsample}: {statistics.median(times) * 1000:.0f} ms")
+
+            row["steps"] = time_steps(data, limits, runs)
+            out["photos"][label] = row
+    out["two_threads"] = bench_threads(photos["12mp"].read_bytes(), limits)
+    return out
+
+
+def time_steps(data: bytes, limits: Any, runs: int) -> dict[str, Any]:
+    """The default engine's steps one at a time: decode, HOG, landmarks + descriptor."""
+    from mediaplane.faces.local import MODELS, LocalFaceEngine, rgb_pixels
+    from mediaplane.imaging.derivatives import decode_within, opaque_srgb
+    from mediaplane.imaging.inspect import open_checked
+
+    engine = LocalFaceEngine(limits=limits)
+
+    def decode() -> Any:
+        fmt, head, _ = open_checked(data, limits)
+        image = decode_within(data, fmt, head, width=engine.max_edge, height=engine.max_edge)
+        return rgb_pixels(opaque_srgb(image))
+
+    pixels = decode()
+    with MODELS.borrow() as models:
+
+        def hog() -> Any:
+            return models.detector.run(pixels, engine.upsample, engine.min_score)
+
+        rects = hog()[0]
+
+        def describe() -> None:
+            for rect in rects:
+                shape = models.predictor(pixels, rect)
+                models.encoder.compute_face_descriptor(pixels, shape)
+
+        return {
+            "decoded": f"{pixels.shape[1]}×{pixels.shape[0]}",
+            "decode_s": statistics.median(timed(decode, runs)),
+            "hog_s": statistics.median(timed(hog, runs)),
+            "describe_per_face_s": statistics.median(timed(describe, runs)) / max(1, len(rects)),
+        }
+
+
+def bench_threads(data: bytes, limits: Any, per_thread: int = 3) -> dict[str, float]:
+    """Photos/s of one thread, then of two threads at once (each borrows its own models)."""
+    from mediaplane.faces.local import LocalFaceEngine
+
+    engine = LocalFaceEngine(limits=limits)
+    engine.detect(data)
+    start = time.perf_counter()
+    for _ in range(per_thread):
+        engine.detect(data)
+    one = per_thread / (time.perf_counter() - start)
+
+    def work() -> None:
+        for _ in range(per_thread):
+            engine.detect(data)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    two = 2 * per_thread / (time.perf_counter() - start)
+    log(f"threads: 1 → {one:.2f} photos/s, 2 → {two:.2f} photos/s")
+    return {"one_thread_photos_per_s": one, "two_threads_photos_per_s": two, "speedup": two / one}
+
+
+# --- (b) search ---------------------------------------------------------------------------------
+
+
+class Descriptors:
+    """Deterministic synthetic descriptors: the i-th block of stored vectors is always the same."""
+
+    def __init__(self, seed: int = 7) -> None:
+        rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.sigma = SPREAD / np.sqrt(2 * DIM)
+        # A centre of norm ~1.34, so vectors have dlib's norm (~1.4): sqrt(1.34² + 128σ²).
+        centre = rng.standard_normal(DIM)
+        self.centre = (centre / np.linalg.norm(centre) * 1.34).astype(np.float32)
+
+    def block(self, start: int, count: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, start])
+        noise = rng.standard_normal((count, DIM), dtype=np.float32) * np.float32(self.sigma)
+        return self.centre + noise
+
+    def queries(self, stored: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """`count` queries, each near one stored vector; returns (queries, their match's row)."""
+        rng = np.random.default_rng([self.seed, 1_000_000_007])
+        rows = rng.choice(len(stored), size=count, replace=False)
+        tau = MATCH_DISTANCE / np.sqrt(DIM)
+        noise = rng.standard_normal((count, DIM), dtype=np.float32) * np.float32(tau)
+        return stored[rows] + noise, rows
+
+
+def copy_binary(rows: np.ndarray, first_id: int) -> bytes:
+    """`rows` as the body of a binary COPY of (id int4, embedding vector): no header/trailer.
+
+    pgvector's binary form is int16 dim, int16 unused, then float4s, all big-endian.
+    """
+    count = len(rows)
+    record = np.dtype(
+        [
+            ("fields", ">i2"),
+            ("id_len", ">i4"),
+            ("id", ">i4"),
+            ("vec_len", ">i4"),
+            ("dim", ">i2"),
+            ("unused", ">i2"),
+            ("values", ">f4", (DIM,)),
+        ]
+    )
+    out = np.empty(count, dtype=record)
+    out["fields"] = 2
+    out["id_len"] = 4
+    out["id"] = np.arange(first_id, first_id + count)
+    out["vec_len"] = 4 + 4 * DIM
+    out["dim"] = DIM
+    out["unused"] = 0
+    out["values"] = rows
+    return out.tobytes()
+
+
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def exact_top(stored: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row numbers of the k nearest stored vectors of each query (L2), nearest first."""
+    stored_sq = np.einsum("ij,ij->i", stored, stored)
+    tops = []
+    for query in queries:
+        d = stored_sq - 2 * stored @ query  # + |q|², the same for every row
+        part = np.argpartition(d, k)[:k]
+        tops.append(part[np.argsort(d[part])])
+    return np.array(tops)
+
+
+TOP_K_SQL = f"SELECT id FROM faces ORDER BY embedding <-> %(v)s LIMIT {TOP_K}"
+
+# The shape of faces/index.py's search: the nearest 1000 by the index, with pgvector's iterative
+# scan, then only those within the match distance (similarity 50 → distance 0.6).
+SERVICE_SQL = """
+SELECT id FROM (
+  SELECT id, embedding <-> %(v)s AS d FROM faces ORDER BY embedding <-> %(v)s LIMIT 1000
+) near WHERE d <= 0.6
+"""
+
+HNSW_MODES: dict[str, tuple[list[str], str]] = {
+    **{
+        f"hnsw_ef{ef}": ([f"SET hnsw.ef_search = {ef}", "SET hnsw.iterative_scan = off"], TOP_K_SQL)
+        for ef in EF_SEARCH
+    },
+    "service_query": (
+        ["SET hnsw.ef_search = 40", "SET hnsw.iterative_scan = relaxed_order"],
+        SERVICE_SQL,
+    ),
+}
+
+
+def query_times(
+    conn: Any, queries: np.ndarray, setup: list[str], sql: str = TOP_K_SQL
+) -> tuple[list[float], list[list[int]], str]:
+    """Latency of each query (client side: send, plan, run, fetch) and the ids found."""
+    with conn.cursor() as cur:
+        for statement in setup:
+            cur.execute(statement)
+        plan = cur.execute("EXPLAIN " + sql, {"v": queries[0]}).fetchall()
+        plan_text = " / ".join(row[0].strip() for row in plan[:3])
+        for query in queries[:3]:  # warm-up
+            cur.execute(sql, {"v": query}).fetchall()
+        times, found = [], []
+        for query in queries:
+            start = time.perf_counter()
+            ids = [row[0] for row in cur.execute(sql, {"v": query}).fetchall()]
+            times.append(time.perf_counter() - start)
+            found.append(ids)
+    return times, found, plan_text
+
+
+def scalar(conn: Any, sql: str) -> Any:
+    """The one value `sql` returns."""
+    row = conn.execute(sql).fetchone()
+    assert row is not None, sql
+    return row[0]
+
+
+def recall(found: list[list[int]], truth: np.ndarray) -> float:
+    """Share of the true top-k that was found (recall@k)."""
+    pairs = zip(found, truth, strict=True)
+    hits = sum(len(set(ids) & {int(t) for t in row}) for ids, row in pairs)
+    return hits / (len(found) * truth.shape[1])
+
+
+def bench_search(sizes: list[int], n_queries: int, exact_cap: dict[int, int]) -> dict[str, Any]:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from mediaplane.db.embedded import EmbeddedPostgres
+
+    base = Path(tempfile.mkdtemp(prefix="mediaplane-bench-faces-"))
+    # The server runs as the `embedded_postgres` system user when we are root: it must be able
+    # to reach its data directory (mkdtemp makes 0700 directories).
+    base.chmod(0o755)
+    server = EmbeddedPostgres(base / "pgdata")
+    out: dict[str, Any] = {"sizes": {}}
+    try:
+        url = server.start()
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Room for the 1M table (~560 MB) and its index in PostgreSQL's own cache; takes a
+            # restart. Default 128 MB would make every query read through the OS page cache.
+            conn.execute("ALTER SYSTEM SET shared_buffers = '2GB'")
+        server.stop()
+        url = server.start()
+        conn = psycopg.connect(url, autocommit=True)
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        out["postgres"] = scalar(conn, "SELECT version()").split(" on ")[0]
+        out["pgvector"] = scalar(
+            conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        )
+        out["settings"] = {
+            name: scalar(conn, f"SHOW {name}")
+            for name in ("shared_buffers", "max_parallel_workers_per_gather", "work_mem")
+        }
+        conn.execute(f"CREATE TABLE faces (id int4 PRIMARY KEY, embedding vector({DIM}))")
+        data = Descriptors()
+        stored = np.empty((0, DIM), dtype=np.float32)
+        for size in sizes:
+            row: dict[str, Any] = {}
+            start = time.perf_counter()
+            block = 100_000
+            with (
+                conn.cursor() as cur,
+                cur.copy("COPY faces (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy,
+            ):
+                copy.write(COPY_HEADER)
+                new = []
+                for first in range(len(stored), size, block):
+                    vectors = data.block(first, min(block, size - first))
+                    new.append(vectors)
+                    copy.write(copy_binary(vectors, first))
+                copy.write(COPY_TRAILER)
+            stored = np.concatenate([stored, *new])
+            conn.execute("VACUUM ANALYZE faces")
+            row["load_s"] = time.perf_counter() - start  # this step's rows only
+            row["table_mb"] = scalar(conn, "SELECT pg_total_relation_size('faces') / 1e6")
+            log(f"{size:,} faces loaded (+{row['load_s']:.1f} s)")
+
+            queries, matches = data.queries(stored, n_queries)
+            truth = exact_top(stored, queries, TOP_K)
+            row["truth_match_first"] = float(np.mean(truth[:, 0] == matches))
+
+            n_exact = min(n_queries, exact_cap.get(size, n_queries))
+            times, found, plan = query_times(conn, queries[:n_exact], [])
+            row["exact"] = {
+                "queries": n_exact,
+                "p50_ms": statistics.median(times) * 1000,
+                "p99_ms": percentile(times, 99) * 1000,
+                "agrees_with_numpy": recall(found, truth[:n_exact]),
+                "plan": plan,
+            }
+            log(f"{size:,} exact: p50 {row['exact']['p50_ms']:.1f} ms")
+
+            start = time.perf_counter()
+            conn.execute("SET maintenance_work_mem = '4GB'")
+            # One worker beside the leader: two processes for the machine's two cores.
+            conn.execute("SET max_parallel_maintenance_workers = 1")
+            conn.execute(
+                "CREATE INDEX faces_embedding_hnsw ON faces USING hnsw (embedding vector_l2_ops)"
+                f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+            )
+            row["hnsw_build_s"] = time.perf_counter() - start
+            row["index_mb"] = scalar(conn, "SELECT pg_relation_size('faces_embedding_hnsw') / 1e6")
+            log(f"{size:,} HNSW built in {row['hnsw_build_s']:.1f} s")
+            for mode, (setup, sql) in HNSW_MODES.items():
+                times, found, plan = query_times(conn, queries, setup, sql)
+                pairs = list(zip(found, matches, strict=True))
+                row[mode] = {
+                    "queries": len(queries),
+                    "p50_ms": statistics.median(times) * 1000,
+                    "p99_ms": percentile(times, 99) * 1000,
+                    "match_found": float(np.mean([int(m) in ids for ids, m in pairs])),
+                    "match_found_first": float(np.mean([ids[:1] == [m] for ids, m in pairs])),
+                    "rows_returned_mean": float(np.mean([len(ids) for ids in found])),
+                    "plan": plan,
+                }
+                if sql == TOP_K_SQL:
+                    row[mode]["recall_at_10"] = recall(found, truth)
+                log(f"{size:,} {mode}: p50 {row[mode]['p50_ms']:.2f} ms")
+            conn.execute("DROP INDEX faces_embedding_hnsw")
+            out["sizes"][str(size)] = row
+        conn.close()
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def print_report(result: dict[str, Any]) -> None:
+    detection = result["detection"]
+    print(f"\n(a) detect + embed, one core (cpu {detection['cpu']}), p50 of {detection['runs']}")
+    print(
+        f"{'photo':<10}{'size':>12}{'MP':>6}{'faces':>7}{'upsample=0':>12}{'upsample=1':>12}"
+        f"{'decoded':>12}{'decode':>9}{'HOG':>8}{'descr/face':>12}"
+    )
+    for label, row in detection["photos"].items():
+        steps = row["steps"]
+        print(
+            f"{label:<10}{row['width']:>6}×{row['height']:<5}{row['megapixels']:>6}"
+            f"{row['upsample1']['faces']:>7}"
+            f"{row['upsample0']['p50_s'] * 1000:>10.0f}ms"
+            f"{row['upsample1']['p50_s'] * 1000:>10.0f}ms"
+            f"{steps['decoded']:>12}{steps['decode_s'] * 1000:>7.0f}ms"
+            f"{steps['hog_s'] * 1000:>6.0f}ms{steps['describe_per_face_s'] * 1000:>10.0f}ms"
+        )
+    threads = detection["two_threads"]
+    print(
+        f"model set load {detection['model_load_s']:.2f} s; 12 MP on 2 cores: 1 thread "
+        f"{threads['one_thread_photos_per_s']:.2f} photos/s, 2 threads "
+        f"{threads['two_threads_photos_per_s']:.2f} ({threads['speedup']:.2f}×)"
+    )
+    search = result["search"]
+    print(
+        f"\n(b) one 128-d face against N stored, L2; {search['postgres']}, pgvector "
+        f"{search['pgvector']}; {search['settings']}"
+    )
+    print(
+        f"{'faces':>10}{'load':>7}{'table':>8}{'exact p50':>11}{'p99':>9}{'HNSW build':>12}"
+        f"{'index':>8}  {'mode':<15}{'p50':>8}{'p99':>9}{'recall@10':>11}{'match':>7}{'1st':>6}"
+    )
+    for size, row in search["sizes"].items():
+        exact = row["exact"]
+        for i, mode in enumerate(HNSW_MODES):
+            hnsw = row[mode]
+            head = (
+                f"{int(size):>10,}{row['load_s']:>6.1f}s{row['table_mb']:>5.0f} MB"
+                f"{exact['p50_ms']:>9.1f}ms{exact['p99_ms']:>7.1f}ms{row['hnsw_build_s']:>11.1f}s"
+                f"{row['index_mb']:>5.0f} MB"
+                if i == 0
+                else " " * 64
+            )
+            rec = hnsw.get("recall_at_10")
+            print(
+                f"{head}  {mode:<15}{hnsw['p50_ms']:>6.2f}ms{hnsw['p99_ms']:>7.2f}ms"
+                f"{'' if rec is None else f'{rec:.3f}':>11}{hnsw['match_found']:>7.2f}"
+                f"{hnsw['match_found_first']:>6.2f}"
+            )
+    counts = ", ".join(f"{int(s):,}: {r['exact']['queries']}" for s, r in search["sizes"].items())
+    print(f"exact queries per size: {counts}; HNSW: {result['plan']['queries']} per mode")
+    print(
+        "match = the query's planted same-person vector was returned; 1st = returned first; "
+        "service_query = faces/index.py's query (LIMIT 1000, iterative scan, d ≤ 0.6)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="search up to 100k faces only")
+    parser.add_argument("--runs", type=int, help="timed detections per photo (default 5, quick 3)")
+    parser.add_argument("--queries", type=int, default=100, help="search queries per size")
+    args = parser.parse_args()
+    runs = args.runs or (3 if args.quick else 5)
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    started = time.time()
+    result: dict[str, Any] = {
+        "benchmark": "faces",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_at_start": os.getloadavg(),
+        },
+        "plan": {"quick": args.quick, "runs": runs, "queries": args.queries, "sizes": sizes},
+    }
+    result["detection"] = bench_detection(runs)
+    # 1M exact scans take ~0.5 s each: 30 of them give a p50 and (coarsely) a p99.
+    result["search"] = bench_search(sizes, args.queries, exact_cap={1_000_000: 30})
+    result["machine"]["loadavg_at_end"] = os.getloadavg()
+    result["elapsed_s"] = time.time() - started
+    print_report(result)
+    print(f"\ntotal {result['elapsed_s']:.0f} s")
+    if not args.quick:  # a quick run only prints: the JSON keeps the full run's figures
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

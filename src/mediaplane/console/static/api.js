@@ -1,0 +1,90 @@
+// Every call the console makes, through the public HTTP API with the session's bearer token.
+
+import { currentSession } from './session.js';
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** An ApiError from an answer body: problem+json, Authgear's {"error"}, S3's XML, or text. */
+export function errorFrom(status, body) {
+  if (body && typeof body === 'object') {
+    if (body.code) return new ApiError(status, body.code, body.detail ?? body.title ?? body.code);
+    if (body.error?.reason) return new ApiError(status, body.error.reason, body.error.message);
+  }
+  const xmlCode = typeof body === 'string' ? /<Code>([^<]+)<\/Code>/.exec(body)?.[1] : null;
+  const code = xmlCode ?? `http_${status}`;
+  return new ApiError(status, code, `the server answered ${status} (${code})`);
+}
+
+export function parseBody(text, contentType) {
+  if (contentType?.includes('json')) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+export async function request(method, path, { body, token } = {}) {
+  const headers = { Accept: 'application/json' };
+  const bearer = token ?? currentSession()?.token;
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network_error', 'the service did not answer: is it running?');
+  }
+  if (resp.status === 204) return null;
+  const data = parseBody(await resp.text(), resp.headers.get('content-type'));
+  if (!resp.ok) throw errorFrom(resp.status, data);
+  return data;
+}
+
+const q = encodeURIComponent;
+
+/** The Media API (acme-media-api.md, docs/media-api.md) and consents (docs/consent.md). */
+export const media = {
+  photoUploadUrl: (projectId, audience) =>
+    request('POST', audience === 'backoffice'
+      ? '/v1/photographers/me/photos/upload-url' : '/v1/photos/upload-url', { body: { projectId } }),
+  completePhoto: (photoId) => request('POST', `/v1/photos/${q(photoId)}/complete`),
+  photo: (photoId) => request('GET', `/v1/photos/${q(photoId)}`),
+  projectPhotos: (projectId, { cursor, limit = 100 } = {}) =>
+    request('GET', `/v1/projects/${q(projectId)}/photos?limit=${limit}${cursor ? `&cursor=${q(cursor)}` : ''}`),
+  consents: () => request('GET', '/v1/me/consents'),
+  grantConsent: (purpose) => request('PUT', `/v1/me/consents/${q(purpose)}`, { body: { source: 'web-console' } }),
+  revokeConsent: (purpose) => request('DELETE', `/v1/me/consents/${q(purpose)}`),
+  selfieUploadUrl: () => request('POST', '/v1/selfie/upload-url'),
+  completeSelfie: (selfieId) => request('POST', `/v1/selfie/${q(selfieId)}/complete`),
+  mySelfie: () => request('GET', '/v1/me/selfie'),
+  deleteMySelfie: () => request('DELETE', '/v1/me/selfie'),
+  myPhotos: (projectId) => request('GET', `/v1/me/photos?projectId=${q(projectId)}`),
+  profilePictureUploadUrl: () => request('POST', '/v1/operators/me/profile-picture/upload-url'),
+  operatorProfilePicture: (operatorId) =>
+    request('GET', `/v1/operators/${q(operatorId)}/profile-picture`),
+};
+
+/** The Images server (authgear-images.md). */
+export const images = {
+  userUploadUrl: () => request('POST', '/api/images/upload'),
+};
+
+/** The console's own two endpoints. */
+export const consoleApi = {
+  config: () => request('GET', '/console/config', { token: '' }),
+  devToken: (role, subject) =>
+    request('POST', '/console/dev-token', { body: subject ? { role, subject } : { role }, token: '' }),
+};

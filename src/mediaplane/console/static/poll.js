@@ -1,0 +1,17 @@
+// Polling with gentle backoff, for states the API settles in the background (processing steps,
+// selfie face status). There is no push channel: GET is the contract.
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Call `check` until it returns something other than undefined/null; return that. */
+export async function pollUntil(check, { interval = 500, maxInterval = 3000, timeout = 180_000 } = {}) {
+  const deadline = Date.now() + timeout;
+  let wait = interval;
+  for (;;) {
+    const result = await check();
+    if (result != null) return result;
+    if (Date.now() + wait > deadline) throw new Error('still not settled: try Refresh later');
+    await sleep(wait);
+    wait = Math.min(Math.round(wait * 1.4), maxInterval);
+  }
+}

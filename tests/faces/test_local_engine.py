@@ -1,0 +1,240 @@
+"""The local (dlib) engine beyond the contract: its embeddings, EXIF orientation, big photos,
+threads, and `build_engine`.
+
+Distances are L2 between 128-d dlib descriptors; dlib's own rule is "same person below 0.6",
+which is similarity 50 (`similarity_from_distance`), the default `FACE_MATCH_THRESHOLD`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+import pyvips
+
+from mediaplane.faces import (
+    Box,
+    DetectedFace,
+    LocalFaceEngine,
+    build_engine,
+    distance_from_similarity,
+    similarity_from_distance,
+)
+from mediaplane.faces import local as local_module
+from mediaplane.faces.local import quality_from_score
+from mediaplane.settings import Settings
+from tests.faces.test_engine_contract import (
+    FACE_CENTRES,
+    FACES,
+    LIMITS,
+    PORTRAITS,
+    contains,
+    fixture_bytes,
+)
+
+GROUP = "obama_and_biden.jpg"
+MATCH_DISTANCE = 0.6
+
+
+@pytest.fixture(scope="module")
+def engine() -> LocalFaceEngine:
+    return LocalFaceEngine(limits=LIMITS)
+
+
+@pytest.fixture(scope="module")
+def detected(engine: LocalFaceEngine) -> dict[str, list[DetectedFace]]:
+    """Every fixture's faces, detected once for the module."""
+    return {name: engine.detect(fixture_bytes(name)) for name in [*PORTRAITS, GROUP]}
+
+
+def distance(a: DetectedFace, b: DetectedFace) -> float:
+    assert a.embedding is not None and b.embedding is not None
+    return float(np.linalg.norm(np.subtract(a.embedding, b.embedding)))
+
+
+def person(name: str) -> str:
+    return name.split("_")[0]
+
+
+def group_face_of(detected: dict[str, list[DetectedFace]], who: str) -> DetectedFace:
+    centre = FACE_CENTRES[GROUP][0 if who == "obama" else 1]
+    return next(f for f in detected[GROUP] if contains(f.box, centre))
+
+
+# --- embeddings -----------------------------------------------------------------------------------
+
+
+def test_embeddings_are_128_floats(detected: dict[str, list[DetectedFace]]) -> None:
+    for faces in detected.values():
+        for face in faces:
+            assert face.embedding is not None and len(face.embedding) == 128
+            assert all(math.isfinite(x) for x in face.embedding)
+
+
+@pytest.mark.parametrize("a, b", [("biden_1.jpg", "biden_2.jpg"), ("obama_1.jpg", "obama_2.jpg")])
+def test_same_person_is_close(detected: dict[str, list[DetectedFace]], a: str, b: str) -> None:
+    d = distance(detected[a][0], detected[b][0])
+
+    assert d < MATCH_DISTANCE
+    assert similarity_from_distance(d) > 60  # measured 65-71: well above the default 50
+
+
+@pytest.mark.parametrize(
+    "a, b", [(a, b) for a, b in itertools.combinations(PORTRAITS, 2) if person(a) != person(b)]
+)
+def test_different_people_are_far(detected: dict[str, list[DetectedFace]], a: str, b: str) -> None:
+    d = distance(detected[a][0], detected[b][0])
+
+    assert d > MATCH_DISTANCE
+    assert similarity_from_distance(d) < 40  # measured 29-32
+
+
+@pytest.mark.parametrize("selfie", PORTRAITS)
+def test_selfie_matches_only_its_person_in_the_group_photo(
+    detected: dict[str, list[DetectedFace]], selfie: str
+) -> None:
+    me = detected[selfie][0]
+    mine = group_face_of(detected, person(selfie))
+    other = next(f for f in detected[GROUP] if f is not mine)
+
+    assert distance(me, mine) < MATCH_DISTANCE < distance(me, other)
+
+
+def test_similarity_and_distance_are_inverse() -> None:
+    for d in (0.0, 0.35, 0.6, 0.85, 1.2):
+        assert distance_from_similarity(similarity_from_distance(d)) == pytest.approx(d)
+    assert similarity_from_distance(0.6) == pytest.approx(50)
+    assert similarity_from_distance(2.0) == 0
+
+
+def test_quality_is_the_detector_score_scaled() -> None:
+    assert quality_from_score(-0.5) == 0
+    assert quality_from_score(0.75) == pytest.approx(0.375)
+    assert quality_from_score(3.0) == 1
+
+
+# --- geometry: orientation and big photos ---------------------------------------------------------
+
+
+def test_exif_orientation_is_applied_before_detection(engine: LocalFaceEngine) -> None:
+    upright = pyvips.Image.new_from_file(str(FACES / "obama_2.jpg"))
+    # Orientation 6: "rotate 90° clockwise to display". Store the pixels turned the other way,
+    # so the file displays exactly like the original.
+    stored = upright.rot270().copy()
+    stored.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    turned = stored.jpegsave_buffer(Q=95)
+    # The baseline goes through the same JPEG re-encode, so only the orientation differs.
+    plain = upright.jpegsave_buffer(Q=95)
+    assert pyvips.Image.new_from_buffer(turned, "").get("orientation") == 6
+
+    [a] = engine.detect(plain)
+    [b] = engine.detect(turned)
+
+    assert_boxes_close(a.box, b.box, tolerance=0.02)
+    for p, q in zip(a.landmarks, b.landmarks, strict=True):
+        assert math.dist(p, q) < 3
+    assert distance(a, b) < 0.05
+
+
+def test_24_megapixel_photo_is_detected_on_a_small_decode(
+    engine: LocalFaceEngine,
+    detected: dict[str, list[DetectedFace]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    big = pyvips.Image.thumbnail(str(FACES / GROUP), 5800, size=pyvips.enums.Size.UP)
+    data = big.jpegsave_buffer(Q=90)
+    assert big.width * big.height > 24_000_000
+    decoded: list[tuple[int, ...]] = []
+    real_rgb_pixels = local_module.rgb_pixels
+
+    def spy(image: Any) -> Any:
+        pixels = real_rgb_pixels(image)
+        decoded.append(pixels.shape)
+        return pixels
+
+    monkeypatch.setattr(local_module, "rgb_pixels", spy)
+
+    faces = engine.detect(data)
+
+    assert decoded == [(1142, 1600, 3)]  # never the 5800×4141 frame
+    scale = big.width / 2000
+    assert len(faces) == 2
+    # The two men's faces are the same size: pair them by place, not by order.
+    for small in detected[GROUP]:
+        expected = Box(
+            left=round(small.box.left * scale),
+            top=round(small.box.top * scale),
+            width=round(small.box.width * scale),
+            height=round(small.box.height * scale),
+        )
+        face = next(f for f in faces if contains(f.box, centre(expected)))
+        assert_boxes_close(face.box, expected, tolerance=0.05)
+        assert distance(face, small) < 0.1
+
+
+def centre(box: Box) -> tuple[float, float]:
+    return (box.left + box.width / 2, box.top + box.height / 2)
+
+
+def assert_boxes_close(a: Box, b: Box, *, tolerance: float) -> None:
+    """Every edge of `a` within `tolerance` × the face's size (and 3 px) of `b`'s."""
+    slack = max(3.0, tolerance * max(a.width, b.width))
+    edges_a = (a.left, a.top, a.left + a.width, a.top + a.height)
+    edges_b = (b.left, b.top, b.left + b.width, b.top + b.height)
+    assert all(abs(x - y) <= slack for x, y in zip(edges_a, edges_b, strict=True)), (a, b)
+
+
+# --- threads --------------------------------------------------------------------------------------
+
+
+def test_threads_detecting_at_once_get_the_same_answers(
+    engine: LocalFaceEngine, detected: dict[str, list[DetectedFace]]
+) -> None:
+    # More threads than model sets in the pool (one per CPU): some wait for a free set.
+    names = [*PORTRAITS, GROUP]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda name: engine.detect(fixture_bytes(name)), names))
+
+    for name, faces in zip(names, results, strict=True):
+        assert faces == detected[name]
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_build_engine_local_uses_the_settings() -> None:
+    engine = build_engine(settings(face_engine="local", face_max_edge=1200))
+
+    assert isinstance(engine, LocalFaceEngine)
+    assert engine.name == "local"
+    assert engine.max_edge == 1200
+
+
+def test_build_engine_says_when_rekognition_is_not_in_the_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # None in sys.modules makes `import` fail as if the module did not exist.
+    monkeypatch.setitem(sys.modules, "mediaplane.faces.rekognition", None)
+
+    with pytest.raises(RuntimeError, match="rekognition"):
+        build_engine(settings(face_engine="rekognition"))
+
+
+def test_build_engine_refuses_off() -> None:
+    with pytest.raises(ValueError, match="off"):
+        build_engine(settings(face_engine="off"))
+
+
+@pytest.mark.parametrize("bad", [{"upsample": 3}, {"max_edge": 10}, {"min_face_px": 0}])
+def test_engine_refuses_nonsense_parameters(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        LocalFaceEngine(limits=LIMITS, **bad)
