@@ -53,3 +53,12 @@ def test_app_hosts_accepts_json_and_pairs(monkeypatch: pytest.MonkeyPatch) -> No
     }
     monkeypatch.setenv("MEDIAPLANE_DATA_DIR", "/srv/media")
     assert Settings(_env_file=None).data_dir == Path("/srv/media")  # type: ignore[call-arg]
+
+
+def test_match_threshold_defaults_to_the_engines_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACE_ENGINE", "local")
+    assert Settings(_env_file=None).match_threshold == 50  # type: ignore[call-arg]
+    monkeypatch.setenv("FACE_ENGINE", "rekognition")
+    assert Settings(_env_file=None).match_threshold == 80  # type: ignore[call-arg]
+    monkeypatch.setenv("FACE_MATCH_THRESHOLD", "72.5")
+    assert Settings(_env_file=None).match_threshold == 72.5  # type: ignore[call-arg]

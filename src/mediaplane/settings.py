@@ -128,8 +128,12 @@ class Settings(BaseSettings):
         default="local",
         description="local: dlib + pgvector; rekognition: AWS; off: no face processing.",
     )
-    face_match_threshold: float = Field(
-        default=50.0, ge=0, le=100, description="Least similarity (0–100) that counts as a match."
+    face_match_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Least similarity (0–100) that counts as a match. Unset: 50 for the local "
+        "engine (dlib distance 0.6), 80 for Rekognition (its own default).",
     )
     face_max_edge: int = Field(default=1600, gt=0, description="Long edge of the detection decode.")
     rekognition_region: str = "us-east-1"
@@ -201,6 +205,13 @@ class Settings(BaseSettings):
                 "(one key source avoids algorithm confusion)"
             )
         return self
+
+    @property
+    def match_threshold(self) -> float:
+        """FACE_MATCH_THRESHOLD, or the default of the engine: similarity scales differ."""
+        if self.face_match_threshold is not None:
+            return self.face_match_threshold
+        return 80.0 if self.face_engine == "rekognition" else 50.0
 
     @property
     def uses_dev_jwt_key(self) -> bool:

@@ -8,15 +8,27 @@ pipeline per image, each step guarding the next:
     → 5 landmarks → 128-d descriptor → boxes and landmarks back in the original's pixels
     → largest face first
 
-Why a downscaled decode: HOG costs grows with the pixels, and a 24 MP frame decoded whole
-would cost ~70 MB of RGB and seconds of detection for no gain, since faces too small to
-survive the shrink are too small to match anyway (see `min_face_px`). A JPEG is decoded at
-1/2, 1/4 or 1/8 scale by libjpeg itself (`decode_within`), so the full frame never exists.
+Why a downscaled decode: HOG's cost grows with the pixels, and a 24 MP frame decoded whole is
+~70 MB of RGB and seconds of HOG. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself
+(`decode_within`), so the full frame never exists. The price: HOG with upsample=1 finds faces
+down to ~40 decoded pixels, so in a photo larger than `max_edge` the smallest face found is
+~40 × (long edge / max_edge) original pixels: 145 px in a 5800 px wide 24 MP photo, above
+`min_face_px` (80). Raise `max_edge` to find smaller faces in big photos (HOG time grows with
+the decoded pixels).
 
-Measured on one core (`bench/faces.py`, obama_and_biden.jpg upscaled and saved at Q90, two faces,
-max_edge 1600, p50 of 5 runs): 12 MP 4000×2856: 0.93 s per photo, 24 MP 5800×4141: 0.97 s; of
-which decode ~0.1 s, HOG with upsample=1 ~0.7 s (upsample=0: ~0.2 s, so the whole photo in
-~0.4 s), 5 landmarks + descriptor ~65 ms per face. Loading one set of models: ~0.3 s, ~33 MB.
+Measured on one core (`bench/faces.py`: `sched_setaffinity` to one CPU, VIPS_CONCURRENCY=1,
+p50 of 5 runs; obama_and_biden.jpg, two faces, and 12 MP and 24 MP JPEG Q90 copies of it):
+
+    photo                 whole detect()        of which (upsample=1)
+                          upsample=0  =1        decode to 1600 px   HOG     landmarks + descriptor
+    2000×1428, 2.9 MP     0.28 s      0.64 s    45 ms               480 ms  63 ms per face
+    4100×2927, 12 MP      0.27 s      0.61 s    42 ms               452 ms  64 ms per face
+    5800×4141, 24 MP      0.30 s      0.67 s    68 ms               446 ms  62 ms per face
+
+So the cost hardly depends on the megapixels (shrink-on-load) and is mostly HOG on the 1600 px
+decode; upsample=1 (the default, see `DEFAULT_UPSAMPLE`) makes a photo ~2.2× as slow. One set
+of models loads in 0.27 s and takes ~33 MB; two threads on two cores detect 1.64× as many
+photos per second as one (dlib releases the GIL; see `ModelPool`).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class JobEnv:
                 self._matcher = FaceMatcher(
                     engine=build_engine(self.settings),
                     index=build_index(self.settings),
-                    threshold=self.settings.face_match_threshold,
+                    threshold=self.settings.match_threshold,
                 )
             return self._matcher
 

@@ -73,3 +73,20 @@ export function statusLine(attrs = {}) {
     },
   };
 }
+
+/**
+ * A file input styled as a button: the native input stays (visually hidden, focusable, with its
+ * label), so keyboards and screen readers get the real control.
+ */
+export function filePicker({ id, label, accept = 'image/*', capture, multiple = false, onFiles }) {
+  const input = h('input', {
+    id, type: 'file', accept, capture, multiple, class: 'visually-hidden',
+    onchange: () => {
+      const files = [...input.files];
+      input.value = '';
+      if (files.length) onFiles(files);
+    },
+  });
+  const el = h('span', { class: 'file-picker' }, input, h('label', { for: id, class: 'button' }, label));
+  return { el, input };
+}

@@ -18,7 +18,7 @@ const TEXT = {
   invalid_token: 'the token was refused: sign in again',
   missing_token: 'sign in first',
   TooManyRequest: 'too many uploads in a minute: wait a little',
-  network_error: 'the service could not be reached',
+  network_error: 'the request did not get through (network down, or refused as cross-origin)',
 };
 
 /** "the image data is damaged (corrupt_image: ...)", for a reason string or an ApiError. */

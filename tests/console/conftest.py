@@ -1,0 +1,197 @@
+"""The console's harness: the real app behind a real uvicorn on 127.0.0.1, driven by Chromium.
+
+Each test gets a fresh database (the `database_url` fixture), its own server on a free port with
+an in-process job worker and the local face engine, and `PUBLIC_URL` set to that server, so the
+presigned local-storage URLs the browser uploads to lead back to it. One Chromium per session.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from mediaplane.app import create_app
+from mediaplane.runtime import Runtime
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without these, Chromium keeps trying the network (updates, sync, QUIC probes) in a sandbox it
+# cannot set up here. Playwright's `launch` already gives it a fresh temporary profile.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+FACES = Path(__file__).parents[1] / "fixtures" / "faces"
+HOME_BY_ROLE = {"user": "attendee", "photographer": "photographer", "operator": "operator"}
+
+
+def _unavailable(why: str) -> None:
+    # In CI the browser is a requirement (`make test` installs it), not an optional extra.
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}; CI must run the console tests (scripts/ensure-chromium.sh)")
+    pytest.skip(f"{why}: install it with scripts/ensure-chromium.sh to run the console tests")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server_socket() -> Iterator[socket.socket]:
+    """A listening socket on a free port, bound before the settings need its URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def settings_overrides(server_socket: socket.socket) -> dict[str, object]:
+    port = server_socket.getsockname()[1]
+    return {"public_url": f"http://127.0.0.1:{port}", "face_engine": "local"}
+
+
+@dataclass
+class ConsoleServer:
+    url: str
+    app: FastAPI
+
+
+@pytest.fixture
+def console_server(runtime: Runtime, server_socket: socket.socket) -> Iterator[ConsoleServer]:
+    """The whole service, job worker included, serving on `server_socket`."""
+    app = create_app(
+        runtime.settings, database=runtime.database, store=runtime.store, run_worker=True
+    )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [server_socket]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield ConsoleServer(url=runtime.settings.public_url, app=app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def page(browser: Browser, console_server: ConsoleServer) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP, base_url=console_server.url)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+class Console:
+    """What a person does in the console, in their words; tests read as the flow they check."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+
+    def screen(self, name: str) -> Any:
+        return self.page.locator(f'[data-screen="{name}"]:not([hidden])')
+
+    def open(self, name: str) -> Any:
+        self.page.goto(f"/#/{name}")
+        screen = self.screen(name)
+        screen.wait_for()
+        return screen
+
+    def sign_in_as(self, role: str, subject: str | None = None) -> Any:
+        self.open("sign-in")
+        if subject:
+            self.page.get_by_text("Another subject").click()
+            self.page.get_by_label("Subject (the token’s sub)").fill(subject)
+        self.page.locator(f'button.identity-choice[data-role="{role}"]').click()
+        screen = self.screen(HOME_BY_ROLE[role])
+        screen.wait_for()
+        return screen
+
+    def new_project(self) -> str:
+        self.page.get_by_role("button", name="New project").click()
+        return self.screen("photographer").locator("input[name=projectId]").input_value()
+
+    def drop_files(self, selector: str, files: list[Path]) -> None:
+        """Drag and drop, as a browser delivers it: a `drop` event carrying a DataTransfer."""
+        payload = [
+            {"name": f.name, "data": base64.b64encode(f.read_bytes()).decode()} for f in files
+        ]
+        transfer = self.page.evaluate_handle(
+            """(files) => {
+                const dt = new DataTransfer();
+                for (const f of files) {
+                    const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+                    dt.items.add(new File([bytes], f.name, { type: 'image/jpeg' }));
+                }
+                return dt;
+            }""",
+            payload,
+        )
+        self.page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+    def wait_for_images(self) -> None:
+        """Every shown image has loaded and is decoded: screenshots show what a person sees."""
+        shown = """[...document.images]
+            .filter((img) => img.offsetParent !== null && img.getAttribute('src'))"""
+        self.page.wait_for_function(
+            f"() => {shown}.every((img) => img.complete && img.naturalWidth > 0)",
+            timeout=10_000,
+        )
+        self.page.evaluate(f"() => Promise.all({shown}.map((img) => img.decode()))")
+
+    def screenshots(self, name: str, *, full_page: bool = True) -> None:
+        """docs/screenshots/NAME-desktop.png and NAME-phone.png (whole pages unless a dialog
+        is open: its backdrop covers the viewport only)."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+            self.page.set_viewport_size(size)
+            self.wait_for_images()
+            self.page.screenshot(path=SCREENSHOTS / f"{name}-{label}.png", full_page=full_page)
+        self.page.set_viewport_size(DESKTOP)
+
+
+@pytest.fixture
+def console(page: Page) -> Console:
+    return Console(page)
