@@ -29,7 +29,9 @@ typecheck: install
 	$(BIN)/mypy
 
 ## make test: install, lint, type-check, then the whole suite against real servers.
+## (Debian's chromium is installed for the web console's browser tests when missing.)
 test: install lint typecheck
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
 
 bench: install

@@ -148,12 +148,20 @@ def _tracker(request: Request) -> UploadTracker:
     return tracker
 
 
-def _complete(request: Request, upload_id: uuid.UUID) -> PendingUpload:
-    upload = _tracker(request).notice_id(upload_id, via=Signal.CLIENT)
-    assert upload is not None
-    if upload.status == UploadStatus.PENDING:
+def _complete_own(
+    request: Request, upload_id: uuid.UUID, kind: UploadKind, principal: Principal
+) -> PendingUpload:
+    """Settle the caller's own upload now (someone else's is "not found")."""
+    _, db, _ = _deps(request)
+    with db.transaction() as session:
+        upload = service.get_upload(session, upload_id=upload_id, kind=kind)
+    if upload.owner_id != principal.subject:
+        raise NotFound(f"{kind}_not_found", f"no {kind} {upload_id}")
+    settled = _tracker(request).notice_id(upload_id, via=Signal.CLIENT)
+    assert settled is not None
+    if settled.status == UploadStatus.PENDING:
         raise Conflict("upload_incomplete", "nothing has been uploaded to the URL yet")
-    return upload
+    return settled
 
 
 @router.post("/selfie/{selfie_id}/complete", response_model=SelfieView)
@@ -162,11 +170,7 @@ def complete_selfie(
 ) -> SelfieView:
     """The client says its PUT is done: settle the selfie now instead of waiting for a signal."""
     settings, db, store = _deps(request)
-    with db.transaction() as session:
-        selfie = service.get_upload(session, upload_id=selfie_id, kind=UploadKind.SELFIE)
-    if selfie.owner_id != principal.subject:
-        raise NotFound("selfie_not_found", f"no selfie {selfie_id}")
-    completed = _complete(request, selfie_id)
+    completed = _complete_own(request, selfie_id, UploadKind.SELFIE, principal)
     with db.transaction() as session:
         return service.selfie_view(session, store, settings, completed)
 
@@ -181,11 +185,7 @@ def complete_photo(
 ) -> PhotoView:
     """The photographer says the PUT is done: settle the photo now."""
     settings, db, store = _deps(request)
-    with db.transaction() as session:
-        photo = service.get_upload(session, upload_id=photo_id, kind=UploadKind.PHOTO)
-    if photo.owner_id != principal.subject:
-        raise NotFound("photo_not_found", f"no photo {photo_id}")
-    completed = _complete(request, photo_id)
+    completed = _complete_own(request, photo_id, UploadKind.PHOTO, principal)
     with db.transaction() as session:
         (view,) = service.photo_views(session, store, settings, [completed])
     return view

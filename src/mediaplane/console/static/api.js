@@ -53,6 +53,20 @@ export async function request(method, path, { body, token } = {}) {
   return data;
 }
 
+/**
+ * Tell the API a PUT is done (`POST .../complete`), so it settles the upload now rather than on
+ * a storage event or the sweeper. `upload_incomplete` (409) is no error here: whichever signal
+ * comes first settles the upload, and the caller follows it with GETs anyway.
+ */
+export async function complete(call) {
+  try {
+    return await call();
+  } catch (error) {
+    if (error.code === 'upload_incomplete') return null;
+    throw error;
+  }
+}
+
 const q = encodeURIComponent;
 
 /** The Media API (acme-media-api.md, docs/media-api.md) and consents (docs/consent.md). */

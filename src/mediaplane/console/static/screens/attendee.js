@@ -1,7 +1,7 @@
 // Attendee: consent to biometric processing (and revoke it), a selfie, and the event photos
 // the selfie was found in, per project.
 
-import { ApiError, media } from '../api.js';
+import { ApiError, complete, media } from '../api.js';
 import { announce, filePicker, formatTime, h, shortId, statusLine } from '../dom.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
@@ -127,12 +127,16 @@ function selfiePanel({ onIndexed }) {
   }
 
   async function load() {
-    const selfie = await fetchSelfie();
-    show(selfie);
-    if (waiting(selfie) && !polling) {
-      polling = follow().finally(() => { polling = null; });
+    try {
+      const selfie = await fetchSelfie();
+      show(selfie);
+      if (waiting(selfie) && !polling) {
+        polling = follow().finally(() => { polling = null; });
+      }
+      await polling;
+    } catch (error) {
+      status.set(`Could not read your selfie: ${describe(error)}`, 'error');
     }
-    return polling;
   }
 
   async function upload(file) {
@@ -142,7 +146,7 @@ function selfiePanel({ onIndexed }) {
       status.set('Uploading your selfie…');
       const target = await media.selfieUploadUrl();
       await putToPresigned(target.uploadUrl, file, (sent, total) => { bar.value = sent / total; });
-      await media.completeSelfie(target.selfieId).catch(() => null); // noticed already: fine
+      await complete(() => media.completeSelfie(target.selfieId));
       await load();
     } catch (error) {
       status.set(`Upload failed: ${describe(error)}`, 'error');
@@ -233,7 +237,7 @@ export function create() {
     onChange: (active) => {
       selfie.setConsent(active);
       photos.setConsent(active);
-      selfie.load().catch(() => {});
+      selfie.load();
     },
   });
 
@@ -242,6 +246,6 @@ export function create() {
     h('p', { class: 'lead' }, 'Find the event photos you appear in, with a selfie.'),
     consent.el, selfie.el, photos.el);
 
-  consent.load().catch(() => {});
+  consent.load();
   return { root, show: () => photos.prefill() };
 }

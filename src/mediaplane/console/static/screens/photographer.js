@@ -2,7 +2,7 @@
 // URL with its own progress, then its processing steps update live until done or failed.
 
 import { describe } from '../reasons.js';
-import { media } from '../api.js';
+import { complete, media } from '../api.js';
 import { announce, h, shortId, statusLine } from '../dom.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
@@ -107,10 +107,11 @@ export function create({ session }) {
       return;
     }
     status.set(`${files.length} file${files.length > 1 ? 's' : ''} added to project ${shortId(projectId)}.`);
+    const project = projectId; // a retry goes where the first try went
     for (const file of files) {
-      const row = uploadRow(file, { onRetry: () => upload(file, row, projectId) });
+      const row = uploadRow(file, { onRetry: () => upload(file, row, project) });
       uploads.append(row.el);
-      upload(file, row, projectId);
+      upload(file, row, project);
     }
   }
 
@@ -122,6 +123,7 @@ export function create({ session }) {
         row.setState('uploading', 'uploading');
         const target = await media.photoUploadUrl(project, session.audiences[0]);
         await putToPresigned(target.uploadUrl, file, (sent, total) => row.progress(sent, total));
+        await complete(() => media.completePhoto(target.photoId));
         return target.photoId;
       });
       row.el.dataset.photoId = photoId;
