@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="Claims read for roles, in order: a string or a list of strings.",
     )
 
+    console_dev_sign_in: bool | None = Field(
+        default=None,
+        description="Dev sign-in of the web console (needs the dev key). Unset: on only when "
+        "MEDIAPLANE_HOST is a loopback address.",
+    )
+
     # --- logging ----------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
@@ -212,6 +218,17 @@ class Settings(BaseSettings):
         if self.face_match_threshold is not None:
             return self.face_match_threshold
         return 80.0 if self.face_engine == "rekognition" else 50.0
+
+    @property
+    def dev_sign_in(self) -> bool:
+        """Whether the console may mint dev tokens: only with the dev key, and only on a
+        loopback bind unless CONSOLE_DEV_SIGN_IN says otherwise (anyone who reaches it can
+        become an operator)."""
+        if not self.uses_dev_jwt_key:
+            return False
+        if self.console_dev_sign_in is not None:
+            return self.console_dev_sign_in
+        return self.host in ("127.0.0.1", "localhost", "::1")
 
     @property
     def uses_dev_jwt_key(self) -> bool:

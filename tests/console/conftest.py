@@ -2,7 +2,7 @@
 
 Each test gets a fresh database (the `database_url` fixture), its own server on a free port with
 an in-process job worker and the local face engine, and `PUBLIC_URL` set to that server, so the
-presigned local-storage URLs the browser uploads to lead back to it. One Chromium per session.
+presigned local-storage URLs the browser uploads to lead back to it. One Chromium per module.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ def _unavailable(why: str) -> None:
     pytest.skip(f"{why}: install it with scripts/ensure-chromium.sh to run the console tests")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: while sync Playwright runs, its event loop is the running loop
+    # of the main thread, and every later test calling asyncio.run() (workers, CLI) would fail.
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing")
     try:

@@ -263,3 +263,17 @@ def test_dev_sign_in_is_off_when_a_jwt_key_is_configured(runtime: Runtime) -> No
         assert resp.status_code == 404
         assert resp.headers["content-type"] == "application/problem+json"
         assert resp.json()["code"] == "dev_sign_in_disabled"
+
+
+def test_dev_sign_in_is_off_on_a_public_bind_unless_asked(runtime: Runtime) -> None:
+    # Anyone who reaches the endpoint can become an operator: not on 0.0.0.0 by default.
+    for update, expected in (
+        ({"host": "0.0.0.0"}, 404),
+        ({"host": "0.0.0.0", "console_dev_sign_in": True}, 200),
+        ({"host": "127.0.0.1", "console_dev_sign_in": False}, 404),
+    ):
+        settings = runtime.settings.model_copy(update=update)
+        app = create_app(settings, database=runtime.database, store=runtime.store)
+        with TestClient(app) as client:
+            resp = client.post("/console/dev-token", json={"role": "operator"})
+            assert resp.status_code == expected, update

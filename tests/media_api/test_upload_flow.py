@@ -297,3 +297,19 @@ def test_project_listing_is_paginated_newest_first(client: TestClient, make_toke
     assert len(client.get(f"/v1/projects/{project}/photos", headers=op).json()["items"]) == 5
     bad = client.get(f"/v1/projects/{project}/photos?cursor=nonsense", headers=headers)
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_cursor"
+
+
+@BOTH
+def test_a_rejected_profile_picture_leaves_the_previous_one(
+    client: TestClient, make_token, backend: str
+) -> None:
+    # The key is the spec's fixed `operators/{id}/profile.jpg`: the bad PUT overwrites it.
+    op = bearer(make_token(aud="backoffice", roles=["operator"], sub="op-9"))
+    good = (FACES / "obama_1.jpg").read_bytes()
+    for data in (good, b"not a picture at all\n" * 20):
+        body = client.post("/v1/operators/me/profile-picture/upload-url", headers=op).json()
+        assert put_to_presigned(client, body["uploadUrl"], data).status_code == 200
+        client.app.state.uploads.sweep()  # type: ignore[attr-defined]
+    shown = client.get("/v1/operators/op-9/profile-picture", headers=op)
+    assert shown.status_code == 200
+    assert get_presigned(client, shown.json()["url"]).content == good

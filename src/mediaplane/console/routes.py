@@ -102,7 +102,7 @@ def content_security_policy(settings: Settings, store: ObjectStore) -> str:
     others = " ".join(sorted(extra))
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; "
-        f"img-src 'self' blob: {others}; connect-src 'self' {others}; "
+        f"img-src 'self' {others}; connect-src 'self' {others}; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 
@@ -125,15 +125,19 @@ def index(request: Request) -> FileResponse:
 def config(request: Request) -> ConsoleConfig:
     """What the page needs to know before sign-in."""
     settings = _settings(request)
-    return ConsoleConfig(dev_sign_in=settings.uses_dev_jwt_key, public_url=settings.public_url)
+    return ConsoleConfig(dev_sign_in=settings.dev_sign_in, public_url=settings.public_url)
 
 
 @router.post("/console/dev-token", response_model=DevToken)
 def dev_token(body: DevTokenRequest, request: Request) -> DevToken:
     """A token for a dev identity, signed with the dev key; 404 when a JWT key is configured."""
     settings = _settings(request)
-    if not settings.uses_dev_jwt_key:
-        raise NotFound("dev_sign_in_disabled", "dev sign-in is off: a JWT key source is configured")
+    if not settings.dev_sign_in:
+        raise NotFound(
+            "dev_sign_in_disabled",
+            "dev sign-in is off: a JWT key source is configured, or the server is not bound to "
+            "a loopback address (CONSOLE_DEV_SIGN_IN=true enables it)",
+        )
     subject = body.subject or DEV_SUBJECTS[body.role]
     audience = AUDIENCE_BY_ROLE[body.role]
     token = mint_dev_token(

@@ -44,3 +44,10 @@ def derivative_key(project_id: uuid.UUID, photo_id: uuid.UUID, name: str) -> str
 def profile_picture_key(operator_id: str) -> str:
     """`operators/{operatorId}/profile.jpg`."""
     return f"operators/{_segment(operator_id)}/profile.jpg"
+
+
+def accepted_copy_key(key: str) -> str:
+    """Where the last accepted object of a reused key is kept (`profile.jpg` →
+    `profile.accepted.jpg`), so a rejected re-upload can be rolled back."""
+    stem, _, extension = key.rpartition(".")
+    return f"{stem}.accepted.{extension}"

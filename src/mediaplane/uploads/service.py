@@ -9,6 +9,7 @@ Routes and the sweeper own the transactions; these functions add and flush.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from mediaplane.imaging import ImageLimits, sniff_format
 from mediaplane.imaging.formats import SNIFF_BYTES
 from mediaplane.storage import ObjectNotFound, ObjectStore
+from mediaplane.uploads.keys import accepted_copy_key
 from mediaplane.uploads.models import PendingUpload, UploadKind, UploadStatus
 
 UPLOAD_CONTENT_TYPE = "image/jpeg"
@@ -120,6 +122,14 @@ def notice(
     fmt = sniff_format(_leading_bytes(store, upload.key))
     if fmt is None or fmt not in limits.formats:
         return Notice(_reject(store, upload, "not_an_image", now, via, info.size), changed=True)
+    if upload.kind == UploadKind.PROFILE_PICTURE:
+        # The key is reused by every new picture and a presigned PUT overwrites it before we
+        # can look: keep the accepted bytes aside so a rejected successor can be undone.
+        store.put(
+            accepted_copy_key(upload.key),
+            io.BytesIO(store.read(upload.key)),
+            content_type=upload.content_type,
+        )
     upload.status = UploadStatus.UPLOADED
     upload.reason = None
     upload.size = info.size
@@ -151,7 +161,12 @@ def _leading_bytes(store: ObjectStore, key: str) -> bytes:
 def _reject(
     store: ObjectStore, upload: PendingUpload, reason: str, now: datetime, via: Signal, size: int
 ) -> PendingUpload:
-    store.delete(upload.key)
+    previous = accepted_copy_key(upload.key)
+    if upload.kind == UploadKind.PROFILE_PICTURE and store.head(previous) is not None:
+        # Put the last accepted picture back rather than leave the operator with none.
+        store.put(upload.key, io.BytesIO(store.read(previous)), content_type=upload.content_type)
+    else:
+        store.delete(upload.key)
     upload.status = UploadStatus.REJECTED
     upload.reason = reason
     upload.size = size
