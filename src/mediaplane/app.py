@@ -18,7 +18,7 @@ from mediaplane.consent import ConsentRevoked, Purpose, subscribe
 from mediaplane.consent.routes import router as consent_router
 from mediaplane.console import mount_console
 from mediaplane.db import Database
-from mediaplane.faces.index import build_index
+from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.service import erase_user
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
@@ -39,11 +39,11 @@ def images_signing_key(settings: Settings) -> bytes:
 
 
 def erasure_on_revocation(
-    settings: Settings, store: ObjectStore
+    store: ObjectStore, index: FaceIndex
 ) -> Callable[[Session, ConsentRevoked], None]:
     def erase(session: Session, event: ConsentRevoked) -> None:
         if event.purpose == Purpose.BIOMETRIC_PROCESSING:
-            erase_user(session, store, build_index(settings), user_id=event.user_id)
+            erase_user(session, store, index, user_id=event.user_id)
 
     return erase
 
@@ -61,7 +61,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Revoking biometric consent erases the user's biometric data in the same transaction.
-        unsubscribe = subscribe(erasure_on_revocation(settings, store))
+        unsubscribe = subscribe(erasure_on_revocation(store, app.state.face_index))
         worker = InProcessWorker(env) if run_worker else None
         if worker is not None:
             await worker.start()
@@ -78,6 +78,8 @@ def create_app(
     app.state.images_signer = UploadSigner(images_signing_key(settings))
     app.state.images_files = KnownFiles()
     app.state.uploads = tracker
+    # Where faces are kept (pgvector or Rekognition): erasure needs it even with FACE_ENGINE=off.
+    app.state.face_index = build_index(settings)
     app.state.jobs = env
     gauges = CollectorRegistry(auto_describe=True)
     gauges.register(DatabaseGauges(database))

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from mediaplane.consent import Consent
 from mediaplane.runtime import Runtime
+from tests.media_api.helpers import bearer
 
 CONSENTS = "/v1/me/consents"
 BIOMETRIC = f"{CONSENTS}/biometric_processing"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def alice(make_token) -> dict[str, str]:
-    return bearer(make_token(aud="media", roles=["user"], sub="alice"))
-
-
-@pytest.fixture
-def bob(make_token) -> dict[str, str]:
-    return bearer(make_token(aud="media", roles=["user"], sub="bob"))
 
 
 def active_rows(runtime: Runtime, user_id: str) -> int:

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from mediaplane.auth import AUDIENCE_MEDIA, Principal, require_principal
 from mediaplane.consent import Purpose, require_consent
 from mediaplane.web import ProblemRoute
+from tests.media_api.helpers import bearer
 
 media_user = require_principal(AUDIENCE_MEDIA, roles=["user"])
 guarded = APIRouter(route_class=ProblemRoute)
@@ -34,15 +35,6 @@ def marketing(
 def app(app: FastAPI) -> FastAPI:
     app.include_router(guarded)
     return app
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def alice(make_token) -> dict[str, str]:
-    return bearer(make_token(aud="media", roles=["user"], sub="alice"))
 
 
 def test_the_guard_follows_the_consent(client: TestClient, alice) -> None:

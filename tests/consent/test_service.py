@@ -23,15 +23,6 @@ from mediaplane.runtime import Runtime
 BIOMETRIC = "/v1/me/consents/biometric_processing"
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def alice(make_token) -> dict[str, str]:
-    return bearer(make_token(aud="media", roles=["user"], sub="alice"))
-
-
 @pytest.fixture
 def db(runtime: Runtime) -> Database:
     return runtime.database

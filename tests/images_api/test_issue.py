@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mediaplane.images_api import parse_images_url
+from tests.media_api.helpers import bearer
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -18,10 +19,6 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 def metadata_of(url: str) -> dict:
     value = parse_qs(urlsplit(url).query)["x-authgear-metadata"][0]
     return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_user_gets_a_signed_url_that_uploads(client: TestClient, make_token) -> None:

