@@ -205,7 +205,9 @@ def reprocess(
             console.print("[yellow]no uploaded photo matches: nothing to reprocess[/yellow]")
             raise typer.Exit(1)
         names = ", ".join(chosen)
-        console.print(f"queued {queued} steps ({names}) of {len(upload_ids)} photos")
+        console.print(
+            f"queued {plural(queued, 'step')} ({names}) of {plural(len(upload_ids), 'photo')}"
+        )
         if not wait:
             return
         _follow(db, upload_ids=upload_ids, steps=chosen)
@@ -254,6 +256,11 @@ def _follow(db: Database, *, upload_ids: list[uuid.UUID], steps: list[StepName])
             time.sleep(POLL_SECONDS)
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 step`, `2 steps`, `0 photos`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _render_summary(out: Console, state: Summary, failed: list[Failure]) -> None:
     from rich.table import Table
 
@@ -278,7 +285,9 @@ def _render_summary(out: Console, state: Summary, failed: list[Failure]) -> None
         queue.add_row("(empty)", "0", "0")
     out.print(queue)
 
+    # Every status present is a column, known or not: no upload vanishes from the table.
     upload_statuses = [str(s) for s in UploadStatus]
+    upload_statuses += sorted({s for _, s in state.uploads} - set(upload_statuses))
     uploads = Table(title="Uploads by status")
     uploads.add_column("kind")
     for status in upload_statuses:
