@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,18 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+# The tracked screenshots of docs/ change only on purpose (`make screenshots`); a test run
+# writes its own into var/ (ignored), for a look at what the browser saw.
+REPOSITORY = Path(__file__).parents[2]
+
+
+def screenshots_folder(environ: Mapping[str, str]) -> Path:
+    if environ.get("MEDIAPLANE_REFRESH_SCREENSHOTS") == "1":
+        return REPOSITORY / "docs" / "screenshots"
+    return REPOSITORY / "var" / "screenshots"
+
+
+SCREENSHOTS = screenshots_folder(os.environ)
 FACES = Path(__file__).parents[1] / "fixtures" / "faces"
 HOME_BY_ROLE = {"user": "attendee", "photographer": "photographer", "operator": "operator"}
 
@@ -184,8 +195,8 @@ class Console:
         self.page.evaluate(f"() => Promise.all({shown}.map((img) => img.decode()))")
 
     def screenshots(self, name: str, *, full_page: bool = True) -> None:
-        """docs/screenshots/NAME-desktop.png and NAME-phone.png (whole pages unless a dialog
-        is open: its backdrop covers the viewport only)."""
+        """NAME-desktop.png and NAME-phone.png in SCREENSHOTS (whole pages unless a dialog is
+        open: its backdrop covers the viewport only)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(size)
