@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from mediaplane.app import create_app
 from mediaplane.runtime import Runtime
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, ConsoleMessage, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without these, Chromium keeps trying the network (updates, sync, QUIC probes) in a sandbox it
@@ -125,16 +126,48 @@ def console_server(runtime: Runtime, server_socket: socket.socket) -> Iterator[C
         thread.join(timeout=15)
 
 
+@dataclass
+class ConsoleErrors:
+    """Error messages of the browser's console (failed loads included: a 404 is one) that a
+    test did not announce with `expect`; any left fails the test."""
+
+    seen: list[str]
+    expected: list[re.Pattern[str]]
+
+    def expect(self, pattern: str) -> None:
+        """An error this test provokes on purpose (an aborted PUT, a refused file)."""
+        self.expected.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [m for m in self.seen if not any(p.search(m) for p in self.expected)]
+
+
 @pytest.fixture
-def page(browser: Browser, console_server: ConsoleServer) -> Iterator[Page]:
+def console_errors() -> ConsoleErrors:
+    return ConsoleErrors(seen=[], expected=[])
+
+
+@pytest.fixture
+def page(
+    browser: Browser, console_server: ConsoleServer, console_errors: ConsoleErrors
+) -> Iterator[Page]:
     context = browser.new_context(viewport=DESKTOP, base_url=console_server.url)
     context.set_default_timeout(30_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            location = message.location.get("url", "")
+            console_errors.seen.append(f"{message.text} ({location})")
+
+    page.on("console", on_console)
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+    unexpected = console_errors.unexpected()
+    assert not unexpected, f"errors in the browser console: {unexpected}"
 
 
 class Console:
@@ -201,6 +234,12 @@ class Console:
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(size)
             self.wait_for_images()
+            without_alt = self.page.evaluate(
+                """() => [...document.images]
+                    .filter((img) => img.offsetParent !== null && !img.alt.trim())
+                    .map((img) => img.outerHTML)"""
+            )
+            assert not without_alt, f"images without alt text on {name}: {without_alt}"
             self.page.screenshot(path=SCREENSHOTS / f"{name}-{label}.png", full_page=full_page)
         self.page.set_viewport_size(DESKTOP)
 

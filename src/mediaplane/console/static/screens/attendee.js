@@ -3,6 +3,7 @@
 
 import { ApiError, complete, media } from '../api.js';
 import { announce, filePicker, formatTime, h, shortId, statusLine } from '../dom.js';
+import { photoName } from '../file-names.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
@@ -202,8 +203,8 @@ function myPhotosPanel() {
         return photoTile({
           thumb: preview.url,
           large: preview.url,
-          alt: `photo ${shortId(p.photoId)}, similarity ${p.similarity} %`,
-          caption: `Similarity ${p.similarity} %`,
+          alt: `${photoName(p)}, similarity ${p.similarity} %`,
+          caption: `${photoName(p)} · similarity ${p.similarity} %`,
           dataset: { photoId: p.photoId, similarity: p.similarity },
         });
       }));
