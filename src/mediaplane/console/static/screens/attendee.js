@@ -8,6 +8,7 @@ import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
 import { describe } from '../reasons.js';
+import { stillSignedIn } from '../session.js';
 import { progressMeter, putToPresigned } from '../transfer.js';
 
 export const title = 'Attendee';
@@ -70,7 +71,7 @@ function consentPanel({ onChange }) {
   return { el, load };
 }
 
-function selfiePanel({ onIndexed }) {
+function selfiePanel({ session, onIndexed }) {
   const picker = filePicker({
     id: 'selfie-file', label: 'Take or choose a selfie', capture: 'user',
     onFiles: ([file]) => upload(file),
@@ -120,7 +121,7 @@ function selfiePanel({ onIndexed }) {
       const selfie = await fetchSelfie();
       show(selfie);
       return waiting(selfie) ? null : { latest: selfie };
-    });
+    }, { active: () => stillSignedIn(session) });
     if (latest?.face.status === 'indexed') {
       announce('Your face was found on your selfie.');
       onIndexed();
@@ -231,9 +232,9 @@ function myPhotosPanel() {
   };
 }
 
-export function create() {
+export function create({ session }) {
   const photos = myPhotosPanel();
-  const selfie = selfiePanel({ onIndexed: () => photos.load() });
+  const selfie = selfiePanel({ session, onIndexed: () => photos.load() });
   const consent = consentPanel({
     onChange: (active) => {
       selfie.setConsent(active);

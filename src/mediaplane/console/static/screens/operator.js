@@ -7,6 +7,7 @@ import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
 import { fileNameOf } from '../file-names.js';
 import { describe } from '../reasons.js';
+import { stillSignedIn } from '../session.js';
 import { progressMeter, putToPresigned } from '../transfer.js';
 
 export const title = 'Operator';
@@ -107,7 +108,7 @@ function profilePanel(session) {
       fileUrl.hidden = false;
       fileUrl.replaceChildren('Stored identifier (fileUrl): ', h('code', {}, target.fileUrl));
       // No `complete` exists for profile pictures: wait until the service has noticed it.
-      show(await pollUntil(fetchPicture, { timeout: 60_000 }));
+      show(await pollUntil(fetchPicture, { timeout: 60_000, active: () => stillSignedIn(session) }));
     } catch (error) {
       status.set(`Upload failed: ${describe(error)}`, 'error');
     } finally {

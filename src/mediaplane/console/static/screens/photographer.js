@@ -8,6 +8,7 @@ import { photoName, rememberFileName } from '../file-names.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
+import { stillSignedIn } from '../session.js';
 import { putToPresigned } from '../transfer.js';
 import { uploadRow } from '../upload-row.js';
 
@@ -134,7 +135,7 @@ export function create({ session }) {
         const latest = await media.photo(photoId);
         row.showSteps(latest);
         return isSettled(latest) ? latest : null;
-      });
+      }, { active: () => stillSignedIn(session) });
       const failure = failureOf(view);
       if (failure) {
         row.setState('failed', 'failed');
@@ -160,7 +161,7 @@ export function create({ session }) {
   }
 
   async function refreshGrid(cursor = null) {
-    if (!projectId) return;
+    if (!projectId || !stillSignedIn(session)) return;
     try {
       const page = await media.projectPhotos(projectId, { cursor });
       const tiles = page.items.filter((p) => p.downloads['thumb-400']).map((p) => photoTile({
