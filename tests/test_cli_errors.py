@@ -186,3 +186,30 @@ def test_a_second_serve_on_the_same_port_says_so_plainly(
     )
     assert "Traceback" not in result.stderr and "address already in use" not in result.stderr
     assert not (second_data / "postgres").exists()
+
+
+def test_an_embedded_data_dir_held_by_another_server_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mediaplane.db.embedded import EmbeddedPostgres
+    from mediaplane.runtime import open_runtime
+    from mediaplane.settings import Settings
+    from mediaplane.startup import StartupError
+
+    pgdata = tmp_path / "data" / "postgres"
+    pgdata.mkdir(parents=True)
+    (pgdata / "postmaster.pid").write_text("4242\n/elsewhere\n")
+
+    def refused(self: EmbeddedPostgres) -> str:
+        raise RuntimeError("could not lock data directory")
+
+    monkeypatch.setattr(EmbeddedPostgres, "start", refused)
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    with pytest.raises(StartupError) as caught, open_runtime(settings):
+        pass
+    assert caught.value.lines == [
+        f"cannot start the embedded PostgreSQL in {pgdata}: could not lock data directory",
+        "the data directory is locked by a PostgreSQL server (pid 4242) of another instance: "
+        "stop that instance, or set MEDIAPLANE_DATA_DIR to another directory",
+        f"its log is {pgdata / 'log'}",
+    ]
