@@ -33,6 +33,7 @@ P_SIGNED_HEADERS = "x-authgear-signedheaders"
 P_SIGNATURE = "x-authgear-signature"
 P_METADATA = "x-authgear-metadata"
 # The seed document names them `metadata` and `signature`: accepted on input, never issued.
+_SIGNING_PARAMS = {P_ALGORITHM, P_DATE, P_EXPIRES, P_SIGNED_HEADERS, P_SIGNATURE}
 ALIASES = {"signature": P_SIGNATURE, "metadata": P_METADATA}
 
 QueryPairs = Sequence[tuple[str, str]]
@@ -94,6 +95,15 @@ def string_to_sign(method: str, escaped_path: str, pairs: QueryPairs, host: str,
     return f"{ALGORITHM}\n{date}\n{digest}"
 
 
+def first_values(pairs: QueryPairs) -> dict[str, str]:
+    """{name: first value}, as Go's `url.Values.Get` reads a query (and so Authgear): with a
+    name given twice, the first value counts (every value is signed)."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        values.setdefault(name, value)
+    return values
+
+
 def normalize_aliases(pairs: QueryPairs) -> list[tuple[str, str]]:
     """Rename the seed's `metadata`/`signature` to their `x-authgear-*` names."""
     return [(ALIASES.get(name, name), value) for name, value in pairs]
@@ -123,8 +133,9 @@ class UploadSigner:
     ) -> str:
         """An absolute URL (`origin` + `path`) carrying `params` and a signature valid for
         `expires_in` seconds from `now`. `path` must already be escaped."""
+        # As Authgear's `q.Set`: a signing parameter already in `params` is replaced.
         pairs = [
-            *params,
+            *((name, value) for name, value in params if name not in _SIGNING_PARAMS),
             (P_ALGORITHM, ALGORITHM),
             (P_DATE, now.astimezone(UTC).strftime(DATE_FORMAT)),
             (P_EXPIRES, str(expires_in)),
@@ -140,7 +151,7 @@ class UploadSigner:
     ) -> list[tuple[str, str]]:
         """Check the signature, then the expiry; return the query with aliases normalised."""
         pairs = normalize_aliases(params)
-        values = dict(pairs)
+        values = first_values(pairs)
         try:
             claimed = bytes.fromhex(values.get(P_SIGNATURE, ""))
         except ValueError:
