@@ -167,7 +167,7 @@ def test_serve_migrates_an_empty_database_and_no_worker_leaves_jobs_queued(
     other = upload(second.base_url, token)
 
     wait_until(
-        lambda: step_statuses(database_url, photo) == step_statuses(database_url, other) == {"done"},
+        lambda: all(step_statuses(database_url, p) == {"done"} for p in (photo, other)),
         timeout=90,
         interval=0.3,
     )

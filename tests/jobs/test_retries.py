@@ -84,9 +84,7 @@ def jobs_of(app: FastAPI) -> dict[str, dict]:
         rows = session.execute(
             text("SELECT task_name, status, attempts, scheduled_at FROM procrastinate_jobs")
         ).mappings()
-        return {
-            r["task_name"]: dict(r) for r in rows if r["task_name"].startswith("generate_")
-        }
+        return {r["task_name"]: dict(r) for r in rows if r["task_name"].startswith("generate_")}
 
 
 def run_due_jobs(app: FastAPI) -> tuple[datetime, datetime]:
