@@ -253,10 +253,11 @@ def test_complete_before_upload_is_a_conflict_and_changes_nothing(
 def test_selfie_flow_and_my_selfie(client: TestClient, make_token) -> None:
     user = bearer(make_token(aud="media", roles=["user"], sub="user-9"))
     assert client.get("/v1/me/selfie", headers=user).status_code == 404
-    client.put("/v1/me/consents/biometric_processing", headers=user)
+    assert client.put("/v1/me/consents/biometric_processing", headers=user).status_code == 201
     selfie = client.post("/v1/selfie/upload-url", headers=user).json()
     assert client.get("/v1/me/selfie", headers=user).json()["status"] == "pending"
-    assert put_to_presigned(client, selfie["uploadUrl"], (FACES / "biden_1.jpg").read_bytes())
+    put = put_to_presigned(client, selfie["uploadUrl"], (FACES / "biden_1.jpg").read_bytes())
+    assert put.status_code == 200, put.text
     mine = client.get("/v1/me/selfie", headers=user).json()
     assert mine["selfieId"] == selfie["selfieId"] and mine["status"] == "uploaded"
     assert client.get(mine["download"]["url"]).status_code == 200
@@ -270,7 +271,8 @@ def test_operator_profile_picture_is_replaced_and_readable(client: TestClient, m
     assert client.get("/v1/operators/op-1/profile-picture", headers=op).status_code == 404
     for face in ("obama_1.jpg", "biden_2.jpg"):
         body = client.post("/v1/operators/me/profile-picture/upload-url", headers=op).json()
-        assert put_to_presigned(client, body["uploadUrl"], (FACES / face).read_bytes())
+        put = put_to_presigned(client, body["uploadUrl"], (FACES / face).read_bytes())
+        assert put.status_code == 200, put.text
     reader = bearer(make_token(aud="media", roles=["user"]))
     got = client.get("/v1/operators/op-1/profile-picture", headers=reader)
     assert got.status_code == 200 and got.json()["expiresInSeconds"] == 900
