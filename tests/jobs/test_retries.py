@@ -1,7 +1,8 @@
 """Transient failures are retried with exponential backoff, up to JOB_MAX_ATTEMPTS runs.
 
 The storage really goes away: the test's own SeaweedFS is stopped while the steps run, so the
-steps fail in boto3 exactly as they would when S3 is down. Waiting out the backoff is replaced
+steps fail in boto3 exactly as they would when S3 is down. The database really goes away too:
+its connections are cut and refused while a step finishes. Waiting out the backoff is replaced
 by moving the retried job's `scheduled_at` to now once it has been checked (the queue's clock,
 not the step, is what the test moves).
 """
@@ -9,6 +10,8 @@ not the step, is what the test moves).
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,13 +19,16 @@ from pathlib import Path
 import pytest
 import pyvips
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from mediaplane.db import sqlalchemy_url
 from mediaplane.jobs.models import StepStatus
 from mediaplane.runtime import Runtime
 from tests.fixtures.s3 import RunningWeed, S3ServerInfo, weed_mini
 from tests.imaging import factories
-from tests.jobs.helpers import drain, steps_of, upload_photo
+from tests.jobs.helpers import drain, steps_of, upload_photo, wait_until
+from tests.jobs.test_workers import large_jpeg
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +169,74 @@ def test_storage_down_for_good_fails_the_step_with_the_reason_at_the_last_attemp
     jobs = jobs_of(app)
     assert {j["status"] for j in jobs.values()} == {"failed"}
     assert {j["attempts"] for j in jobs.values()} == {MAX_ATTEMPTS}
+
+
+# --- the database goes away while a step runs --------------------------------------------------
+
+
+@pytest.fixture
+def database_name(settings) -> str:
+    return make_url(str(settings.database_url)).database or ""
+
+
+@contextlib.contextmanager
+def database_unreachable(pg_server_url: str, name: str) -> Iterator[None]:
+    """Every connection to the test's database is cut and new ones are refused until exit: what
+    a PostgreSQL restart or a failover looks like from the service."""
+    admin = create_engine(sqlalchemy_url(pg_server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_database_down_when_a_step_finishes_is_retried_and_the_step_completes(
+    client, app: FastAPI, runtime: Runtime, settings, make_token, pg_server_url, database_name
+) -> None:
+    token = make_token(aud="media", roles=["photographer"])
+    photo = upload_photo(client, token, large_jpeg(0))
+    root = Path(settings.local_storage_root)
+    outputs = [root / photo["key"].replace("original", n) for n in ("thumb-800", "watermarked")]
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            drain(app)
+        except BaseException as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    wait_until(lambda: any(s.status == StepStatus.RUNNING for s in steps_of(app)), timeout=60)
+    with database_unreachable(pg_server_url, database_name):
+        # The steps' work ends (their outputs are written) while the database is away: the
+        # transaction that settles each step cannot connect.
+        wait_until(lambda: all(p.exists() for p in outputs), timeout=120, interval=0.05)
+        time.sleep(0.5)
+    worker.join(timeout=120)
+    assert not worker.is_alive() and failures == []
+
+    jobs = jobs_of(app)
+    assert {t: (j["status"], j["attempts"]) for t, j in jobs.items()} == {
+        "generate_thumbnail": ("todo", 1),
+        "generate_watermark": ("todo", 1),
+    }
+    assert all(j["scheduled_at"] > datetime.now(UTC) - timedelta(seconds=1) for j in jobs.values())
+    assert StepStatus.FAILED not in {s.status for s in steps_of(app)}
+
+    run_due_jobs(app)
+    rows = steps_of(app)
+    assert {(s.status, s.attempts, s.completions) for s in rows} == {(StepStatus.DONE, 2, 1)}
+    assert jobs_of(app) == {}
