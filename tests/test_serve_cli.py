@@ -6,6 +6,7 @@ and a separate `mediaplane worker` share the one queue in PostgreSQL.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,6 @@ from mediaplane.db import sqlalchemy_url
 from mediaplane.db.migrate import alembic_config
 from mediaplane.settings import Settings
 from tests.conftest import with_database
-from tests.fixtures.s3 import _free_ports
 from tests.imaging import factories
 from tests.jobs.helpers import wait_until, worker_env
 
@@ -43,6 +43,17 @@ def database_url(pg_server_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]  # all bound at once: distinct ports
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class Server:
@@ -141,7 +152,7 @@ def test_serve_migrates_an_empty_database_and_no_worker_leaves_jobs_queued(
     settings: Settings, database_url: str, processes: list[Server]
 ) -> None:
     assert scalar(database_url, "SELECT to_regclass('alembic_version')::text") is None
-    port_a, port_b = _free_ports(2)
+    port_a, port_b = free_ports(2)
     first = Server(settings, "serve", "--no-worker", port=port_a)
     processes.append(first)
     first.wait_ready()
