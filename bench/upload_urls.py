@@ -1,12 +1,15 @@
 """Benchmark of `POST /v1/photos/upload-url`, with the raw presign measured in the same run.
 
-    .venv/bin/python bench/upload_urls.py           # ~35 s on 2 cores
-    .venv/bin/python bench/upload_urls.py --quick   # ~25 s
+    .venv/bin/python bench/upload_urls.py                   # ~35 s on 2 cores
+    .venv/bin/python bench/upload_urls.py --quick           # ~25 s
+    .venv/bin/python bench/upload_urls.py --storage both    # local, then SeaweedFS S3
 
 What it does (see bench/README.md for the figures):
 
-1. Starts `mediaplane serve` in a fresh data dir under /tmp (embedded PostgreSQL, local objects)
-   and mints photographer tokens with `mediaplane token`, as a developer would.
+1. Starts `mediaplane serve` in a fresh data dir under /tmp (embedded PostgreSQL, local objects;
+   with `--storage s3` a SeaweedFS `weed mini` of its own as the S3 store, the same launcher
+   the tests use) and mints photographer tokens with `mediaplane token`, as a developer would.
+   `--storage both` measures local then S3 in one run and prints S3/local ratios.
 2. Warm-up, then a single-client baseline (requests one after another), then 32 concurrent
    clients (one httpx.AsyncClient, keep-alive pool of 32 connections) sending a fixed number of
    requests. Every answer must be 201 with an `uploadUrl`; anything else is counted as an error.
@@ -40,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +58,11 @@ from mediaplane.settings import Settings
 from mediaplane.storage import LocalObjectStore, S3ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "upload_urls.json"
+if str(ROOT) not in sys.path:  # run as a script from anywhere: `tests.fixtures` is importable
+    sys.path.insert(0, str(ROOT))
+RESULTS_DIR = ROOT / "bench" / "results"
+STORAGES = ("local", "s3")
+S3_BUCKET = "bench-media"
 ROUTE = "/v1/photos/upload-url"
 CONCURRENCY = 32
 TOKENS = 4  # photographers: clients take turns with them
@@ -100,7 +107,7 @@ def pct(values: list[float], q: float) -> float:
 class Server:
     """`mediaplane serve` in a fresh data dir, stopped with SIGTERM."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage_env: dict[str, str] | None = None) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="mediaplane-bench-upload-urls-"))
         # 0755: the embedded PostgreSQL may run as another system user when we are root.
         self.work.chmod(0o755)
@@ -130,6 +137,7 @@ class Server:
             "JWT_ISSUER",
         ):
             self.env.pop(var, None)
+        self.env.update(storage_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds = 0.0
 
@@ -460,42 +468,53 @@ async def measure(plan: Plan, server: Server) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any]) -> str:
-    runs = [report["http"]["baseline"], report["http"]["concurrent"]]
+    by_storage = report["http_by_storage"]
     head = (
-        f"{'POST ' + ROUTE:<28} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'POST ' + ROUTE:<34} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
         f"{'server CPU ms/req':>17} {'srv CPU':>7} {'client':>7} {'PG sess':>7} {'errors':>6}"
     )
     lines = [
-        f"Upload URLs — {report['machine']['cpus']} cores, local storage, embedded PostgreSQL"
+        f"Upload URLs — {report['machine']['cpus']} cores, "
+        f"{' then '.join(STORAGE_NAMES[s] for s in by_storage)}, embedded PostgreSQL"
         + (" (--quick)" if report["plan"]["quick"] else ""),
         "",
         head,
         "-" * len(head),
     ]
-    for r in runs:
-        label = f"{r['name']} ({r['requests']} req)"
-        lines.append(
-            f"{label:<28} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} "
-            f"{r['p95_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['server_cpu_ms_per_req']:>17.2f} "
-            f"{r['server_cpu_pct']:>6.0f}% {r['client_cpu_pct']:>6.0f}% "
-            f"{r['postgres_sessions_opened']!s:>7} {r['errors']:>6}"
-        )
+    for storage, http in by_storage.items():
+        for r in (http["baseline"], http["concurrent"]):
+            label = f"{storage}: {r['name']} ({r['requests']} req)"
+            lines.append(
+                f"{label:<34} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} "
+                f"{r['p95_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['server_cpu_ms_per_req']:>17.2f} "
+                f"{r['server_cpu_pct']:>6.0f}% {r['client_cpu_pct']:>6.0f}% "
+                f"{r['postgres_sessions_opened']!s:>7} {r['errors']:>6}"
+            )
+    if "s3_over_local" in report:
+        ratio = report["s3_over_local"]
+        lines += [
+            "",
+            "S3 / local, same run: "
+            + ", ".join(f"{name} {value:.2f}×" for name, value in ratio.items()),
+        ]
     cpu_us = 1000 * report["http"]["concurrent"]["server_cpu_ms_per_req"]
     lines += [
         "",
-        f"{'peer (in process, 1 thread)':<28} {'per s':>10} {'µs each':>8} "
+        f"{'peer (in process, 1 thread)':<34} {'per s':>10} {'µs each':>8} "
         f"{'share of server CPU/req':>24}",
     ]
     for p in report["peers"]:
         lines.append(
-            f"{p['name']:<28} {p['per_second']:>10,.0f} {p['us_per_call']:>8.1f} "
+            f"{p['name']:<34} {p['per_second']:>10,.0f} {p['us_per_call']:>8.1f} "
             f"{100 * p['us_per_call'] / cpu_us:>23.1f}%"
         )
     lines += [
         "",
-        "server CPU: CPU time of the server process and its PostgreSQL per request; srv CPU / "
-        "client: % of one core used by the server / by this load generator during the pass; "
-        "PG sess: PostgreSQL sessions opened during the pass (connections the pool did not keep).",
+        "server CPU: CPU time of the server process and its PostgreSQL per request (not the "
+        "S3 server's: presigning never calls it); srv CPU / client: % of one core used by the "
+        "server / by this load generator during the pass; PG sess: PostgreSQL sessions opened "
+        "during the pass (connections the pool did not keep). Share of server CPU: against the "
+        f"{next(iter(by_storage))} server at c={CONCURRENCY}.",
         f"Server start {report['server']['start_seconds']} s; load average (1/5/15 min) "
         f"{report['load_average_before']} before, {report['load_average_after']} after the "
         f"HTTP passes (other work on the machine competes with both sides). Whole run "
@@ -506,18 +525,69 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+STORAGE_NAMES = {"local": "local storage", "s3": "S3 storage (SeaweedFS weed mini)"}
+
+
+def ratios(local: dict[str, Any], s3: dict[str, Any]) -> dict[str, float]:
+    """S3 / local for the figures a reader compares: rates (>1 is S3 faster) and CPU."""
+    return {
+        "req/s 1 client": s3["baseline"]["rps"] / local["baseline"]["rps"],
+        f"req/s c={CONCURRENCY}": s3["concurrent"]["rps"] / local["concurrent"]["rps"],
+        f"server CPU ms/req c={CONCURRENCY}": s3["concurrent"]["server_cpu_ms_per_req"]
+        / local["concurrent"]["server_cpu_ms_per_req"],
+    }
+
+
 def summary_line(report: dict[str, Any]) -> str:
-    base, conc = report["http"]["baseline"], report["http"]["concurrent"]
     by_name = {p["name"]: p for p in report["peers"]}
     s3, local = by_name["boto3 presign (S3)"], by_name["local presign"]
+    parts = []
+    for storage, http in report["http_by_storage"].items():
+        base, conc = http["baseline"], http["concurrent"]
+        parts.append(
+            f"{storage}: {conc['rps']:.0f} req/s at c={CONCURRENCY} "
+            f"(p50 {conc['p50_ms']:.1f} / p95 {conc['p95_ms']:.1f} / p99 {conc['p99_ms']:.1f} ms),"
+            f" 1 client {base['rps']:.0f} req/s (p50 {base['p50_ms']:.2f} ms); server CPU "
+            f"{conc['server_cpu_ms_per_req']:.2f} ms/req"
+        )
+    if "s3_over_local" in report:
+        parts.append(
+            "S3/local "
+            + ", ".join(f"{name} {value:.2f}×" for name, value in report["s3_over_local"].items())
+        )
     return (
-        f"SUMMARY upload_urls: {conc['rps']:.0f} req/s at c={CONCURRENCY} "
-        f"(p50 {conc['p50_ms']:.1f} / p95 {conc['p95_ms']:.1f} / p99 {conc['p99_ms']:.1f} ms), "
-        f"1 client {base['rps']:.0f} req/s (p50 {base['p50_ms']:.2f} ms); server CPU "
-        f"{conc['server_cpu_ms_per_req']:.2f} ms/req; raw presign boto3 "
-        f"{s3['per_second']:,.0f}/s ({s3['us_per_call']:.0f} µs), local "
+        "SUMMARY upload_urls: "
+        + "; ".join(parts)
+        + f"; raw presign boto3 {s3['per_second']:,.0f}/s ({s3['us_per_call']:.0f} µs), local "
         f"{local['per_second']:,.0f}/s ({local['us_per_call']:.0f} µs)"
     )
+
+
+@contextlib.contextmanager
+def storage_env(storage: str) -> Iterator[dict[str, str]]:
+    """The server's storage settings: nothing for local disk; for S3, a `weed mini` of its own
+    (SigV4 checked) with one bucket, stopped on exit."""
+    if storage == "local":
+        yield {}
+        return
+    from tests.fixtures.s3 import s3_client, weed_mini
+
+    base = Path(tempfile.mkdtemp(prefix="mediaplane-bench-weed-"))
+    try:
+        with weed_mini(base) as weed:
+            server = weed.server
+            s3_client(server).create_bucket(Bucket=S3_BUCKET)
+            log(f"SeaweedFS S3 on {server.endpoint_url}, bucket {S3_BUCKET}")
+            yield {
+                "STORAGE_URL": f"s3://{S3_BUCKET}",
+                "S3_ENDPOINT_URL": server.endpoint_url,
+                "S3_REGION": server.region,
+                "S3_ACCESS_KEY_ID": server.access_key_id,
+                "S3_SECRET_ACCESS_KEY": server.secret_access_key,
+                "S3_PATH_STYLE": "true",
+            }
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def run_async(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
@@ -531,6 +601,12 @@ def run_async(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (~25 s)")
+    parser.add_argument(
+        "--storage",
+        choices=(*STORAGES, "both"),
+        default="local",
+        help="the server's object store: local disk, SeaweedFS S3, or both in one run",
+    )
     args = parser.parse_args()
     plan = Plan.of(args.quick)
 
@@ -552,26 +628,45 @@ def main() -> int:
         },
         "plan": asdict(plan) | {"concurrency": CONCURRENCY, "tokens": TOKENS},
     }
-    server = Server()
-    try:
-        server.start()
-        report["server"] = {"start_seconds": round(server.start_seconds, 2)}
-        report["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
-        report["http"] = run_async(measure(plan, server))
-        report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-        report["server"]["processes_measured"] = len(server.processes())
-    finally:
-        server.stop()
+    storages = STORAGES if args.storage == "both" else (args.storage,)
+    report["storage"] = args.storage
+    report["http_by_storage"] = {}
+    report["server"] = {}
+    report["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+    for storage in storages:
+        log(f"--- {STORAGE_NAMES[storage]}")
+        with storage_env(storage) as env:
+            server = Server(env)
+            try:
+                server.start()
+                report["server"].setdefault("start_seconds", round(server.start_seconds, 2))
+                report["http_by_storage"][storage] = run_async(measure(plan, server))
+                report["server"]["processes_measured"] = len(server.processes())
+            finally:
+                server.stop()
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["http"] = report["http_by_storage"][storages[0]]
+    if len(storages) == 2:
+        report["s3_over_local"] = {
+            k: round(v, 3)
+            for k, v in ratios(
+                report["http_by_storage"]["local"], report["http_by_storage"]["s3"]
+            ).items()
+        }
     log("peers, in process")
     with tempfile.TemporaryDirectory(prefix="mediaplane-bench-peers-") as work:
         report["peers"] = [r.summary() for r in peers(plan, Path(work))]
     report["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     report["summary"] = summary_line(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    results = RESULTS_DIR / (
+        "upload_urls.json" if args.storage == "local" else f"upload_urls_{args.storage}.json"
+    )
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
     print(render(report))
-    print(f"results written to {RESULTS.relative_to(ROOT)}")
-    return 0 if report["http"]["concurrent"]["errors"] == 0 else 1
+    print(f"results written to {results.relative_to(ROOT)}")
+    errors = sum(h["concurrent"]["errors"] for h in report["http_by_storage"].values())
+    return 0 if errors == 0 else 1
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def test_the_guard_follows_the_consent(client: TestClient, alice) -> None:
 def test_consent_to_another_purpose_or_user_does_not_count(
     client: TestClient, alice, make_token
 ) -> None:
-    client.put("/v1/me/consents/marketing_email", headers=alice)
+    assert client.put("/v1/me/consents/marketing_email", headers=alice).status_code == 201
     assert client.post("/test/marketing", headers=alice).status_code == 200
     assert client.post("/test/biometric", headers=alice).status_code == 403
     bob = bearer(make_token(aud="media", roles=["user"], sub="bob"))
@@ -68,7 +68,10 @@ def test_authentication_comes_before_consent(client: TestClient, make_token) -> 
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
     operator = bearer(make_token(aud="backoffice", roles=["operator"]))
-    assert client.post("/test/biometric", headers=operator).json()["code"] != "consent_required"
+    # A valid token for another API is refused for what it is, before any consent lookup.
+    wrong = client.post("/test/biometric", headers=operator)
+    assert wrong.status_code == 403
+    assert wrong.json()["code"] == "wrong_audience"
 
 
 def test_an_unknown_purpose_fails_when_the_route_is_declared() -> None:

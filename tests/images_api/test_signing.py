@@ -194,3 +194,96 @@ def test_escaped_path_is_signed_as_sent() -> None:
     path = "/_images/app1/" + quote("obj 1")
     verify(signed_query(path=path), path=path)
     assert urlencode([("a", "b c")]) == "a=b+c"
+
+
+# A known answer from Authgear's own signer (`httpsigning.Sign` in authgear/authgear-server,
+# pkg/util/httpsigning): its query is `url.Values.Encode()`, names sorted, values escaped by
+# `url.QueryEscape` (`:` as `%3A`), the signature added last and sorted in with the rest.
+AUTHGEAR_KEY = b"k3y with spaces & symbols"
+AUTHGEAR_DATE = datetime(2026, 11, 29, 3, 4, 5, tzinfo=UTC)
+AUTHGEAR_METADATA = "eyJ1cGxvYWRlZF9ieSI6ImFkbWluX2FwaSIsInVzZXJfaWQiOiJ1c2VyIDEifQ"
+AUTHGEAR_URL = (
+    "http://localhost:3003/_images/app/obj-with~odd_chars.x"
+    "?x-authgear-algorithm=HMAC-SHA256"
+    "&x-authgear-date=2026-11-29T03%3A04%3A05Z"
+    "&x-authgear-expires=900"
+    f"&x-authgear-metadata={AUTHGEAR_METADATA}"
+    "&x-authgear-signature=41cc288290370b548b66c34036f25a62d28978143970a00f59aa8655cbbe0952"
+    "&x-authgear-signedheaders=host"
+)
+
+
+def test_signer_reproduces_authgear_known_answer_byte_for_byte() -> None:
+    url = UploadSigner(AUTHGEAR_KEY).sign_url(
+        method="POST",
+        origin="http://localhost:3003",
+        host="localhost:3003",
+        path="/_images/app/obj-with~odd_chars.x",
+        params=[("x-authgear-metadata", AUTHGEAR_METADATA)],
+        now=AUTHGEAR_DATE,
+        expires_in=900,
+    )
+    assert url == AUTHGEAR_URL
+    assert json.loads(base64.urlsafe_b64decode(AUTHGEAR_METADATA + "==")) == {
+        "uploaded_by": "admin_api",
+        "user_id": "user 1",
+    }
+
+
+def verify_authgear_url(url: str, now: datetime) -> list[tuple[str, str]]:
+    parts = urlsplit(url)
+    return UploadSigner(AUTHGEAR_KEY).verify(
+        method="POST",
+        host=parts.netloc,
+        escaped_path=parts.path,
+        params=parse_qsl(parts.query, keep_blank_values=True),
+        now=now,
+    )
+
+
+def test_verifier_accepts_authgear_known_answer_and_reports_expiry_after_the_signature() -> None:
+    expiry = AUTHGEAR_DATE + timedelta(seconds=900)
+    pairs = verify_authgear_url(AUTHGEAR_URL, now=expiry)  # the last valid second
+    assert ("x-authgear-metadata", AUTHGEAR_METADATA) in pairs
+    # Long expired (it is signed for 2026-11-29T03:04:05Z): the signature is good, so the
+    # reason is the expiry...
+    with pytest.raises(SignatureError) as expired:
+        verify_authgear_url(AUTHGEAR_URL, now=expiry + timedelta(seconds=1))
+    assert expired.value.reason == "expired_signature"
+    # ...while one changed hex digit of the same expired URL is reported as a forgery.
+    forged = AUTHGEAR_URL.replace("signature=41cc", "signature=41cd")
+    with pytest.raises(SignatureError) as bad:
+        verify_authgear_url(forged, now=expiry + timedelta(days=365))
+    assert bad.value.reason == "invalid_signature"
+    # Another key, or another host than the one Authgear signed (port included), fails too.
+    with pytest.raises(SignatureError) as other_host:
+        verify_authgear_url(AUTHGEAR_URL.replace("localhost:3003", "localhost:3004"), now=expiry)
+    assert other_host.value.reason == "invalid_signature"
+
+
+def test_duplicated_parameters_are_read_as_authgear_reads_them() -> None:
+    # Authgear's Verify reads `q.Get(name)`: the FIRST value. Both values are signed (the
+    # canonical query keeps every value), so the verifier must judge the expiry by the first.
+    query = signed_query(date=NOW, expires=5, extra=[("x-authgear-expires", "999999")])
+    with pytest.raises(SignatureError) as err:
+        verify(query, now=NOW + timedelta(seconds=6))
+    assert err.value.reason == "expired_signature"
+
+
+def test_signing_parameters_given_by_the_caller_are_replaced_as_authgear_does() -> None:
+    # Authgear's Sign uses `q.Set`: a stale date or signature in the URL is replaced, not
+    # doubled, so the result is the same URL as signing a clean one.
+    url = UploadSigner(AUTHGEAR_KEY).sign_url(
+        method="POST",
+        origin="http://localhost:3003",
+        host="localhost:3003",
+        path="/_images/app/obj-with~odd_chars.x",
+        params=[
+            ("x-authgear-date", "2001-01-01T00:00:00Z"),
+            ("x-authgear-metadata", AUTHGEAR_METADATA),
+            ("x-authgear-signature", "00"),
+        ],
+        now=AUTHGEAR_DATE,
+        expires_in=900,
+    )
+    assert url == AUTHGEAR_URL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -163,13 +164,55 @@ def test_signature_problems(client: TestClient, app, runtime) -> None:
     assert rows(runtime) == [] and stored_keys(runtime) == []
 
 
-def test_metadata_is_validated(client: TestClient, app) -> None:
-    from mediaplane.images_api.schemas import UploadMetadata
+def signed_with_raw_metadata(app, metadata: str | None) -> str:
+    """A correctly signed URL whose `x-authgear-metadata` is `metadata` as given (or absent)."""
+    return str(
+        app.state.images_signer.sign_url(
+            method="POST",
+            origin="http://testserver",
+            host="testserver",
+            path="/_images/app/obj1",
+            params=[] if metadata is None else [("x-authgear-metadata", metadata)],
+            now=datetime.now(UTC),
+            expires_in=900,
+        )
+    )
 
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param(None, id="absent"),
+        pytest.param("", id="empty"),
+        pytest.param(b64(b'{"uploaded_by":"user"}'), id="user-without-user-id"),
+        pytest.param(b64(b'{"uploaded_by":"user","user_id":""}'), id="empty-user-id"),
+        pytest.param(b64(b'{"uploaded_by":"user","user_id":"u","role":"x"}'), id="extra-key"),
+        pytest.param(b64(b'{"uploaded_by":"root","user_id":"u"}'), id="unknown-uploader"),
+        pytest.param(b64(b'["user"]'), id="not-an-object"),
+        pytest.param(b64(b"{not json"), id="not-json"),
+        pytest.param("!!not base64!!", id="not-base64"),
+    ],
+)
+def test_bad_metadata_is_refused_by_the_endpoint(
+    client: TestClient, app, runtime: Runtime, metadata: str | None
+) -> None:
+    # The signature is good: the metadata itself is what the endpoint must refuse.
     jpeg = {"file": ("a.jpg", factories.jpeg_bytes(32, 32))}
-    admin = UploadMetadata(uploaded_by="admin_api", user_id="u9")
-    assert client.post(signed_upload_url(app, metadata=admin), files=jpeg).status_code == 200
-    with pytest.raises(ValueError):
-        UploadMetadata(uploaded_by="user")
-    with pytest.raises(ValueError):
-        UploadMetadata.model_validate({"uploaded_by": "user", "user_id": "u", "role": "x"})
+    resp = client.post(signed_with_raw_metadata(app, metadata), files=jpeg)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["name"] == "Invalid"
+    assert resp.json()["error"]["reason"] == "InvalidMetadata"
+    assert rows(runtime) == [] and stored_keys(runtime) == []
+
+
+def test_good_metadata_of_either_uploader_is_stored(client: TestClient, app, runtime) -> None:
+    jpeg = {"file": ("a.jpg", factories.jpeg_bytes(32, 32))}
+    admin = b64(b'{"uploaded_by":"admin_api","user_id":"u9"}')
+    resp = client.post(signed_with_raw_metadata(app, admin), files=jpeg)
+    assert resp.status_code == 200, resp.text
+    (row,) = rows(runtime)
+    assert row.metadata_ == {"uploaded_by": "admin_api", "user_id": "u9"}

@@ -87,7 +87,12 @@ def test_two_workers_share_a_batch_without_doing_anything_twice(
         upload_photo(client, token, factories.jpeg_bytes(1000 + i, 700, noise=i % 2 == 0))
     workers = [start_worker(settings, concurrency=2) for _ in range(2)]
     try:
-        wait_until(lambda: {s.status for s in steps_of(app)} <= SETTLED, timeout=180, interval=0.5)
+        # All 100 steps settled (a subset test alone would pass on no steps at all).
+        wait_until(
+            lambda: len(rows := steps_of(app)) == 100 and {s.status for s in rows} <= SETTLED,
+            timeout=180,
+            interval=0.5,
+        )
     finally:
         for worker in workers:
             stop(worker)

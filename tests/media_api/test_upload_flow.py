@@ -256,10 +256,11 @@ def test_selfie_flow_and_my_selfie(client: TestClient, make_token) -> None:
     # A page asking on load: "none yet" without an error status.
     none_yet = client.get("/v1/me/selfie", params={"optional": "true"}, headers=user)
     assert (none_yet.status_code, none_yet.content) == (204, b"")
-    client.put("/v1/me/consents/biometric_processing", headers=user)
+    assert client.put("/v1/me/consents/biometric_processing", headers=user).status_code == 201
     selfie = client.post("/v1/selfie/upload-url", headers=user).json()
     assert client.get("/v1/me/selfie", headers=user).json()["status"] == "pending"
-    assert put_to_presigned(client, selfie["uploadUrl"], (FACES / "biden_1.jpg").read_bytes())
+    put = put_to_presigned(client, selfie["uploadUrl"], (FACES / "biden_1.jpg").read_bytes())
+    assert put.status_code == 200, put.text
     mine = client.get("/v1/me/selfie", headers=user).json()
     assert mine["selfieId"] == selfie["selfieId"] and mine["status"] == "uploaded"
     assert client.get("/v1/me/selfie?optional=true", headers=user).json() == mine
@@ -276,7 +277,8 @@ def test_operator_profile_picture_is_replaced_and_readable(client: TestClient, m
     assert none_yet.status_code == 204
     for face in ("obama_1.jpg", "biden_2.jpg"):
         body = client.post("/v1/operators/me/profile-picture/upload-url", headers=op).json()
-        assert put_to_presigned(client, body["uploadUrl"], (FACES / face).read_bytes())
+        put = put_to_presigned(client, body["uploadUrl"], (FACES / face).read_bytes())
+        assert put.status_code == 200, put.text
     reader = bearer(make_token(aud="media", roles=["user"]))
     got = client.get("/v1/operators/op-1/profile-picture", headers=reader)
     assert got.status_code == 200 and got.json()["expiresInSeconds"] == 900

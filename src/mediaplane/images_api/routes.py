@@ -19,7 +19,7 @@ from mediaplane.images_api import service
 from mediaplane.images_api.errors import AuthgearRoute
 from mediaplane.images_api.multipart import receive_single_file
 from mediaplane.images_api.schemas import AdminUploadRequest, UploadMetadata, UploadURLResult
-from mediaplane.images_api.signing import P_METADATA, UploadSigner
+from mediaplane.images_api.signing import P_METADATA, UploadSigner, first_values
 from mediaplane.images_api.urls import check_ids, images_origin
 from mediaplane.imaging import ImageLimits, sniff_format
 from mediaplane.imaging.formats import SNIFF_BYTES
@@ -63,7 +63,7 @@ async def upload(app_id: str, object_id: str, request: Request) -> UploadURLResu
         params=request.query_params.multi_items(),
         now=datetime.now(UTC),
     )
-    encoded = dict(pairs).get(P_METADATA)
+    encoded = first_values(pairs).get(P_METADATA)
     if not encoded:
         raise InvalidInput("invalid_metadata", f"missing {P_METADATA}")
     metadata = UploadMetadata.decode(encoded)

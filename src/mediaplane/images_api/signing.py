@@ -7,7 +7,8 @@ Authgear server with the same key verifies here and the other way round.
 The canonical query sorts names (values keep their order), drops `x-authgear-signature`, escapes
 names and values like Go's `url.QueryEscape` and writes a name with an empty value bare.
 As in Authgear, the signature is checked before the expiry, so an expired URL with a forged
-signature reports the forgery.
+signature reports the forgery; a name given twice counts with its first value (Go's
+`url.Values.Get`). Checked against a known answer of Authgear's own signer in the tests.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ P_SIGNED_HEADERS = "x-authgear-signedheaders"
 P_SIGNATURE = "x-authgear-signature"
 P_METADATA = "x-authgear-metadata"
 # The seed document names them `metadata` and `signature`: accepted on input, never issued.
+_SIGNING_PARAMS = {P_ALGORITHM, P_DATE, P_EXPIRES, P_SIGNED_HEADERS, P_SIGNATURE}
 ALIASES = {"signature": P_SIGNATURE, "metadata": P_METADATA}
 
 QueryPairs = Sequence[tuple[str, str]]
@@ -94,6 +96,15 @@ def string_to_sign(method: str, escaped_path: str, pairs: QueryPairs, host: str,
     return f"{ALGORITHM}\n{date}\n{digest}"
 
 
+def first_values(pairs: QueryPairs) -> dict[str, str]:
+    """{name: first value}, as Go's `url.Values.Get` reads a query (and so Authgear): with a
+    name given twice, the first value counts (every value is signed)."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        values.setdefault(name, value)
+    return values
+
+
 def normalize_aliases(pairs: QueryPairs) -> list[tuple[str, str]]:
     """Rename the seed's `metadata`/`signature` to their `x-authgear-*` names."""
     return [(ALIASES.get(name, name), value) for name, value in pairs]
@@ -123,8 +134,9 @@ class UploadSigner:
     ) -> str:
         """An absolute URL (`origin` + `path`) carrying `params` and a signature valid for
         `expires_in` seconds from `now`. `path` must already be escaped."""
+        # As Authgear's `q.Set`: a signing parameter already in `params` is replaced.
         pairs = [
-            *params,
+            *((name, value) for name, value in params if name not in _SIGNING_PARAMS),
             (P_ALGORITHM, ALGORITHM),
             (P_DATE, now.astimezone(UTC).strftime(DATE_FORMAT)),
             (P_EXPIRES, str(expires_in)),
@@ -140,7 +152,7 @@ class UploadSigner:
     ) -> list[tuple[str, str]]:
         """Check the signature, then the expiry; return the query with aliases normalised."""
         pairs = normalize_aliases(params)
-        values = dict(pairs)
+        values = first_values(pairs)
         try:
             claimed = bytes.fromhex(values.get(P_SIGNATURE, ""))
         except ValueError:
