@@ -311,4 +311,4 @@ def operator_profile_picture(
         )
     if picture is None:
         raise NotFound("profile_picture_not_found", f"operator {operator_id} has no picture")
-    return service.download(store, settings, picture.key)
+    return service.download_upload(store, settings, picture)

@@ -72,9 +72,7 @@ async def put_object(request: Request, key: str) -> Response:
         raise PayloadTooLarge("too_large", f"the object is larger than {limit} bytes")
 
     writer = await anyio.to_thread.run_sync(
-        partial(
-            store.writer, key, content_type=request.headers["content-type"], max_bytes=limit
-        )
+        partial(store.writer, key, content_type=request.headers["content-type"], max_bytes=limit)
     )
     try:
         # Server chunks are small (~64 KiB); batching them to 1 MiB saves thread hops.
