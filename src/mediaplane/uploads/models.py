@@ -6,7 +6,7 @@ life cycle (pending → uploaded | rejected | expired) and only differ in key, l
 A settled upload's URL may outlive it. On S3 (which takes any PUT with a live signature) the row
 keeps watching its key until the URL and its grace are over (`watch_until`), serves and
 processes an aside copy of the accepted bytes meanwhile (`aside_key`), and tells later writes
-apart by the accepted ETag (`etag`). See docs/security.md, "Settled uploads".
+apart by the accepted ETag (`etag`). See docs/storage-events.md, "Settled uploads".
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ asked by the storage route). On S3, which takes them, settlement copies the obje
 checks the copy (the key may change under us; the copy cannot), downloads and processing read
 the copy while the URL can still write (`accepted_key`), and `undo_late_write` puts the key
 back — the accepted bytes, or nothing for a rejected or erased upload — whenever a signal
-(event, sweeper) shows a write to a settled key. See docs/security.md, "Settled uploads".
+(event, sweeper) shows a write to a settled key. See docs/storage-events.md, "Settled uploads".
 """
 
 from __future__ import annotations
