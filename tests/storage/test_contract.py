@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import tracemalloc
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -23,6 +23,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from mediaplane.errors import Conflict
 from mediaplane.storage import (
     InvalidKey,
     LocalObjectStore,
@@ -246,7 +247,9 @@ def test_presigned_put_with_the_signed_content_type_stores_the_object(
     assert response.status_code == 200, response.text
     assert response.headers["etag"].strip('"') == hashlib.md5(b"\x89PNG data").hexdigest()
     assert object_store.read("up/photo 1.png") == b"\x89PNG data"
-    assert described(object_store.head("up/photo 1.png")) == ObjectInfo("up/photo 1.png", 9, "image/png")
+    assert described(object_store.head("up/photo 1.png")) == ObjectInfo(
+        "up/photo 1.png", 9, "image/png"
+    )
 
 
 def test_presigned_put_with_another_content_type_is_refused(
@@ -440,3 +443,61 @@ def test_local_storage_routes_are_404_without_a_local_store(local: LocalObjectSt
         response = client.get(url)
 
     assert response.status_code == 404
+
+
+class ClosingGate:
+    """A write gate that takes `limit` bytes until `close()`, then refuses like a settled upload."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = True
+        self.published: list[str] = []
+
+    def _check(self) -> None:
+        if not self.open:
+            raise Conflict("upload_already_settled", "settled")
+
+    def admit_write(self, key: str) -> int:
+        self._check()
+        return self.limit
+
+    def publish_write(self, key: str, publish: Callable[[], ObjectInfo]) -> ObjectInfo:
+        self._check()
+        self.published.append(key)
+        return publish()
+
+
+def test_local_put_asks_the_write_gate_before_reading_and_before_publishing(
+    local: LocalObjectStore,
+) -> None:
+    gate = ClosingGate(limit=10)
+    app = storage_app(local)
+    app.state.object_write_gate = gate
+    url = local.presign_put("gated/a.jpg", content_type="image/jpeg", expires_in=60)
+    headers = {"Content-Type": "image/jpeg"}
+    with TestClient(app, base_url=LOCAL_PUBLIC_URL) as client:
+        too_big = client.put(url, content=b"x" * 11, headers=headers)
+        assert too_big.status_code == 413 and too_big.json()["code"] == "too_large"
+        assert client.put(url, content=b"first", headers=headers).status_code == 200
+        gate.open = False
+
+        def body() -> Iterator[bytes]:
+            raise AssertionError("the body of a refused write must not be read")
+            yield b""
+
+        refused = client.put(url, content=body(), headers=headers)
+        assert refused.status_code == 409 and refused.json()["code"] == "upload_already_settled"
+
+        # Settled while the body streamed: the bytes are discarded at publication.
+        gate.open = True
+
+        def closing_body() -> Iterator[bytes]:
+            yield b"sec"
+            gate.open = False
+            yield b"ond"
+
+        late = client.put(url, content=closing_body(), headers=headers)
+        assert late.status_code == 409
+    assert local.read("gated/a.jpg") == b"first"
+    assert gate.published == ["gated/a.jpg"]
+    assert list(local.tmp_dir.iterdir()) == []
