@@ -262,7 +262,9 @@ def undo_late_write(session: Session, store: ObjectStore, *, key: str) -> str | 
         return None  # no upload, or the write is the pending upload's own: `notice` judges it
     info = store.head(key)
     if newest.status == UploadStatus.UPLOADED:
-        if info is not None and info.etag is not None and info.etag == newest.etag:
+        if newest.etag is None:  # settled before ETags were recorded: nothing to compare with
+            return None
+        if info is not None and info.etag == newest.etag:
             return None
         source = accepted_key(newest)
         if source == key or store.head(source) is None:
