@@ -91,6 +91,8 @@ def create_app(
         tracker.notice_key(info.key, via=Signal.STORAGE)
 
     app.state.object_written_listeners = [storage_wrote]
+    # Local disk: a presigned PUT writes only while its upload is unsettled (storage.routes).
+    app.state.object_write_gate = tracker
 
     app.add_middleware(AccessLog)
     app.include_router(images_router)

@@ -234,3 +234,25 @@ def test_seaweedfs_webhook_settles_an_upload_without_complete_or_sweeper(
     assert "failed to send message to webhook" not in webhook_weed.output.read_text(
         errors="replace"
     )
+
+
+def test_seaweedfs_webhook_undoes_a_late_write_to_a_settled_photo(
+    served: EventLog, runtime: Runtime, make_token: Any, webhook_weed: WebhookWeed
+) -> None:
+    # Issue 9: the URL outlives the upload; the filer's own "update" event is enough to put the
+    # accepted bytes back, with no sweeper and no client involved.
+    headers = photographer(make_token)
+    with httpx.Client(base_url=webhook_weed.app_url, headers=headers, timeout=10) as api:
+        photo = api.post("/v1/photos/upload-url", json={"projectId": str(uuid.uuid4())}).json()
+        jpeg = {"Content-Type": "image/jpeg"}
+        assert httpx.put(photo["uploadUrl"], content=PHOTO, headers=jpeg).status_code == 200
+        assert wait_for(lambda: upload_row(runtime, photo["photoId"]).status == "uploaded")
+
+        html = b"<html><script>alert(1)</script></html>"
+        assert httpx.put(photo["uploadUrl"], content=html, headers=jpeg).status_code == 200
+        assert wait_for(lambda: runtime.store.read(photo["key"]) == PHOTO), (
+            f"the late write stayed; weed log tail:\n{log_tail(webhook_weed.output)}"
+        )
+        view = api.get(f"/v1/photos/{photo['photoId']}").json()
+        assert httpx.get(view["downloads"]["original"]["url"]).content == PHOTO
+    assert {e.status for e in served.events} == {200}

@@ -187,3 +187,58 @@ def test_events_endpoint_is_off_without_a_secret(client) -> None:
         "/v1/storage/events", json={"Records": []}, headers={"Authorization": "Bearer anything"}
     )
     assert resp.status_code == 403 and resp.json()["code"] == "storage_events_disabled"
+
+
+EVENTS_AUTH = {"Authorization": "Bearer test-events-secret", "Content-Type": "application/json"}
+CREATED = "s3:ObjectCreated:Put"
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"",
+        b"\xff\xfe garbage",
+        b"[]",
+        b'"Records"',
+        b"null",
+        b'{"Records": "x"}',
+        b'{"Records": {"0": {}}}',
+        b'{"Records": [1, 2]}',
+        json.dumps({"Records": [{"eventName": CREATED, "s3": "x"}]}).encode(),
+        json.dumps({"Records": [{"eventName": CREATED, "s3": {"object": "k"}}]}).encode(),
+        json.dumps({"Records": [{"eventName": CREATED, "s3": {"object": {"key": 7}}}]}).encode(),
+        json.dumps(
+            {"Records": [{"eventName": CREATED, "s3": {"bucket": "b", "object": {"key": "k"}}}]}
+        ).encode(),
+        json.dumps(
+            {"Records": [{"eventName": ["x"], "s3": {"object": {"key": "photos/a.jpg"}}}]}
+        ).encode(),
+        json.dumps({"event_type": 1, "key": "/buckets/media/a.jpg", "message": {}}).encode(),
+        json.dumps(
+            {
+                "event_type": "create",
+                "key": "/buckets/media/a.jpg",
+                "message": {"new_entry": {"name": 5}, "new_parent_path": ["x"]},
+            }
+        ).encode(),
+        json.dumps(
+            {"event_type": "create", "key": "/buckets/media/a.jpg", "message": {"new_entry": []}}
+        ).encode(),
+    ],
+)
+def test_malformed_events_with_the_right_secret_are_400(client, raw: bytes, backend: str) -> None:
+    resp = client.post("/v1/storage/events", content=raw, headers=EVENTS_AUTH)
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.json()["code"] in ("invalid_json", "unknown_event_format")
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("key", ["a%00b", "..%2F..%2Fetc%2Fpasswd", "%C0", "x" * 2000])
+def test_events_for_keys_we_never_issue_are_ignored(client, key: str, backend: str) -> None:
+    body = {"Records": [{"eventName": CREATED, "s3": {"object": {"key": key}}}]}
+    resp = client.post("/v1/storage/events", json=body, headers=EVENTS_AUTH)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"records": 1, "settled": 0}

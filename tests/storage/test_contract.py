@@ -7,13 +7,14 @@ Presigned URLs are exercised over HTTP the way a client uses them: against the S
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
 import os
 import time
 import tracemalloc
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +23,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from mediaplane.errors import Conflict
 from mediaplane.storage import (
     InvalidKey,
     LocalObjectStore,
@@ -32,6 +34,15 @@ from mediaplane.storage import (
 from tests.storage.conftest import LOCAL_MAX_PUT_BYTES, LOCAL_PUBLIC_URL, storage_app
 
 MIB = 1024 * 1024
+
+
+def described(info: ObjectInfo | None) -> ObjectInfo | None:
+    """`info` without its ETag (the contract on ETags is tested on its own)."""
+    return None if info is None else dataclasses.replace(info, etag=None)
+
+
+def md5_etag(data: bytes) -> str:
+    return f'"{hashlib.md5(data).hexdigest()}"'
 
 
 def put_bytes(
@@ -94,7 +105,7 @@ def test_put_then_read_and_open_give_the_bytes_back(object_store: ObjectStore) -
 
     info = put_bytes(object_store, "photos/a b/ü.bin", data, "application/octet-stream")
 
-    assert info == ObjectInfo("photos/a b/ü.bin", len(data), "application/octet-stream")
+    assert described(info) == ObjectInfo("photos/a b/ü.bin", len(data), "application/octet-stream")
     assert object_store.read("photos/a b/ü.bin") == data
     chunks = list(object_store.open("photos/a b/ü.bin"))
     assert b"".join(chunks) == data
@@ -132,7 +143,7 @@ def test_large_streamed_put_keeps_memory_bounded(object_store: ObjectStore) -> N
 def test_head_gives_size_and_content_type(object_store: ObjectStore) -> None:
     put_bytes(object_store, "p/photo.jpg", b"\xff\xd8jpeg", "image/jpeg")
 
-    assert object_store.head("p/photo.jpg") == ObjectInfo("p/photo.jpg", 6, "image/jpeg")
+    assert described(object_store.head("p/photo.jpg")) == ObjectInfo("p/photo.jpg", 6, "image/jpeg")
 
 
 def test_head_of_an_absent_key_is_none(object_store: ObjectStore) -> None:
@@ -188,8 +199,35 @@ def test_overwrite_last_write_wins(object_store: ObjectStore) -> None:
     put_bytes(object_store, "o/k", b"second", "image/png")
 
     assert object_store.read("o/k") == b"second"
-    assert object_store.head("o/k") == ObjectInfo("o/k", 6, "image/png")
+    assert described(object_store.head("o/k")) == ObjectInfo("o/k", 6, "image/png")
     assert list(object_store.list("o/")) == ["o/k"]
+
+
+def test_head_gives_the_etag_of_a_single_part_write(
+    object_store: ObjectStore, http: httpx.Client
+) -> None:
+    put_bytes(object_store, "e/a.jpg", b"first", "image/jpeg")
+    assert object_store.head("e/a.jpg").etag == md5_etag(b"first")  # type: ignore[union-attr]
+    url = object_store.presign_put("e/a.jpg", content_type="image/jpeg", expires_in=300)
+    assert http.put(url, content=b"second", headers={"Content-Type": "image/jpeg"}).is_success
+    assert object_store.head("e/a.jpg").etag == md5_etag(b"second")  # type: ignore[union-attr]
+
+
+def test_copy_duplicates_the_bytes_under_another_key_and_type(object_store: ObjectStore) -> None:
+    data = os.urandom(100_000)
+    put_bytes(object_store, "c/original.jpg", data, "image/jpeg")
+
+    info = object_store.copy("c/original.jpg", "c/aside.jpg", content_type="image/png")
+
+    assert described(info) == ObjectInfo("c/aside.jpg", len(data), "image/png")
+    assert info.etag == md5_etag(data)
+    assert object_store.read("c/aside.jpg") == data
+    assert object_store.head("c/aside.jpg").content_type == "image/png"  # type: ignore[union-attr]
+    put_bytes(object_store, "c/original.jpg", b"overwritten", "text/html")
+    assert object_store.read("c/aside.jpg") == data  # a copy, not a link
+    with pytest.raises(ObjectNotFound):
+        object_store.copy("c/absent.jpg", "c/x.jpg", content_type="image/jpeg")
+    assert object_store.head("c/x.jpg") is None
 
 
 def test_check_passes_on_a_working_store(object_store: ObjectStore) -> None:
@@ -209,7 +247,9 @@ def test_presigned_put_with_the_signed_content_type_stores_the_object(
     assert response.status_code == 200, response.text
     assert response.headers["etag"].strip('"') == hashlib.md5(b"\x89PNG data").hexdigest()
     assert object_store.read("up/photo 1.png") == b"\x89PNG data"
-    assert object_store.head("up/photo 1.png") == ObjectInfo("up/photo 1.png", 9, "image/png")
+    assert described(object_store.head("up/photo 1.png")) == ObjectInfo(
+        "up/photo 1.png", 9, "image/png"
+    )
 
 
 def test_presigned_put_with_another_content_type_is_refused(
@@ -250,6 +290,22 @@ def test_presigned_get_gives_the_bytes_and_content_type(
         object_store,
         "invalid_signature",
     )
+
+
+def test_presigned_get_answers_with_the_content_type_it_was_signed_for(
+    object_store: ObjectStore, http: httpx.Client
+) -> None:
+    put_bytes(object_store, "down/real.png", b"\x89PNG\r\n\x1a\n data", "image/jpeg")
+
+    url = object_store.presign_get("down/real.png", expires_in=300, content_type="image/png")
+    response = http.get(url)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    # The type is part of the signature: a client cannot ask for text/html instead.
+    assert "image%2Fpng" in url
+    forged = url.replace("image%2Fpng", "text%2Fhtml")
+    assert_refused(http.get(forged), object_store, "invalid_signature")
 
 
 def test_presigned_get_of_an_absent_object_is_404(
@@ -374,7 +430,7 @@ def test_local_put_notifies_listeners_once(
         response = client.put(url, content=b"jpeg!", headers={"Content-Type": "image/jpeg"})
 
     assert response.status_code == 200
-    assert seen == [ObjectInfo("events/e.jpg", 5, "image/jpeg")]
+    assert [described(info) for info in seen] == [ObjectInfo("events/e.jpg", 5, "image/jpeg")]
     assert "listener bug" in caplog.text
 
 
@@ -387,3 +443,61 @@ def test_local_storage_routes_are_404_without_a_local_store(local: LocalObjectSt
         response = client.get(url)
 
     assert response.status_code == 404
+
+
+class ClosingGate:
+    """A write gate that takes `limit` bytes until `close()`, then refuses like a settled upload."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = True
+        self.published: list[str] = []
+
+    def _check(self) -> None:
+        if not self.open:
+            raise Conflict("upload_already_settled", "settled")
+
+    def admit_write(self, key: str) -> int:
+        self._check()
+        return self.limit
+
+    def publish_write(self, key: str, publish: Callable[[], ObjectInfo]) -> ObjectInfo:
+        self._check()
+        self.published.append(key)
+        return publish()
+
+
+def test_local_put_asks_the_write_gate_before_reading_and_before_publishing(
+    local: LocalObjectStore,
+) -> None:
+    gate = ClosingGate(limit=10)
+    app = storage_app(local)
+    app.state.object_write_gate = gate
+    url = local.presign_put("gated/a.jpg", content_type="image/jpeg", expires_in=60)
+    headers = {"Content-Type": "image/jpeg"}
+    with TestClient(app, base_url=LOCAL_PUBLIC_URL) as client:
+        too_big = client.put(url, content=b"x" * 11, headers=headers)
+        assert too_big.status_code == 413 and too_big.json()["code"] == "too_large"
+        assert client.put(url, content=b"first", headers=headers).status_code == 200
+        gate.open = False
+
+        def body() -> Iterator[bytes]:
+            raise AssertionError("the body of a refused write must not be read")
+            yield b""
+
+        refused = client.put(url, content=body(), headers=headers)
+        assert refused.status_code == 409 and refused.json()["code"] == "upload_already_settled"
+
+        # Settled while the body streamed: the bytes are discarded at publication.
+        gate.open = True
+
+        def closing_body() -> Iterator[bytes]:
+            yield b"sec"
+            gate.open = False
+            yield b"ond"
+
+        late = client.put(url, content=closing_body(), headers=headers)
+        assert late.status_code == 409
+    assert local.read("gated/a.jpg") == b"first"
+    assert gate.published == ["gated/a.jpg"]
+    assert list(local.tmp_dir.iterdir()) == []

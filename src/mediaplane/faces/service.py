@@ -25,6 +25,7 @@ from mediaplane.faces.index import Candidate, FaceIndex
 from mediaplane.faces.models import FaceMatch, SelfieFace
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
+from mediaplane.uploads.service import accepted_key
 
 # Any constant shared by every process: the key of the matching lock.
 _MATCHING_LOCK = 0x6D70_6661_6365  # "mpface"
@@ -77,7 +78,7 @@ class FaceMatcher:
         with session_factory() as session:
             if not has_active(session, user_id=user_id, purpose=Purpose.BIOMETRIC_PROCESSING):
                 return {"faces": "no_consent"}  # revoked before we ran: nothing is processed
-        image = store.read(selfie.key)
+        image = store.read(accepted_key(selfie))
         faces = self.engine.detect(image)
         if not faces:
             raise SelfieRejected("no_face", "no face was found in the selfie")
@@ -108,7 +109,7 @@ class FaceMatcher:
     ) -> dict[str, object]:
         """Store every face of the photo and match them against consenting users' selfies."""
         assert photo.project_id is not None
-        image = store.read(photo.key)
+        image = store.read(accepted_key(photo))
         faces = self.engine.detect(image)
         now = datetime.now(UTC)
         with session_factory() as session:

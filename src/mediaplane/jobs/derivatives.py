@@ -14,6 +14,7 @@ from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload
 from mediaplane.uploads.keys import derivative_key
+from mediaplane.uploads.service import accepted_key
 
 THUMBNAIL_WIDTHS = (400, 800)
 
@@ -25,7 +26,7 @@ def limits_of(settings: Settings) -> ImageLimits:
 def thumbnails(store: ObjectStore, settings: Settings, photo: PendingUpload) -> dict[str, object]:
     """`thumb-400.jpg` and `thumb-800.jpg`; returns facts to record on the photo."""
     assert photo.project_id is not None
-    data = store.read(photo.key)
+    data = store.read(accepted_key(photo))
     outputs = make_thumbnails(
         data,
         widths=THUMBNAIL_WIDTHS,
@@ -42,7 +43,7 @@ def thumbnails(store: ObjectStore, settings: Settings, photo: PendingUpload) -> 
 def watermark(store: ObjectStore, settings: Settings, photo: PendingUpload) -> dict[str, object]:
     """`watermarked.jpg`: upright, long edge capped, text overlay, metadata stripped."""
     assert photo.project_id is not None
-    data = store.read(photo.key)
+    data = store.read(accepted_key(photo))
     text = settings.watermark_text.format(project=str(photo.project_id)[:8])
     image = make_watermarked(
         data, text=text, max_edge=settings.watermark_max_edge, limits=limits_of(settings)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hmac
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
 from mediaplane.consent import Purpose, require_consent
@@ -27,7 +29,7 @@ from mediaplane.media_api.schemas import (
     SelfieView,
     StorageEventsResult,
 )
-from mediaplane.media_api.storage_events import created_keys
+from mediaplane.media_api.storage_events import created_keys, parse_body
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, Signal, UploadKind, UploadStatus, UploadTracker
@@ -191,13 +193,19 @@ def complete_photo(
 
 
 @router.post("/storage/events", response_model=StorageEventsResult)
-def storage_events(request: Request, body: Annotated[Any, Body()] = None) -> StorageEventsResult:
-    """Bucket event notifications (S3/MinIO records, SeaweedFS filer), shared-secret protected."""
+async def storage_events(request: Request) -> StorageEventsResult:
+    """Bucket event notifications (S3/MinIO records, SeaweedFS filer), shared-secret protected.
+
+    The body is parsed here, not by FastAPI, after the secret is checked: a malformed document
+    is a 400 with a reason (`invalid_json`, `unknown_event_format`), never a 422 or a 500.
+    """
     settings = request.app.state.settings
     _check_events_secret(request, settings)
     bucket = settings.s3_bucket if settings.storage_backend == "s3" else None
-    records, keys = created_keys(body, bucket=bucket)
-    settled = _tracker(request).notice_keys(keys, via=Signal.WEBHOOK)
+    records, keys = created_keys(parse_body(await request.body()), bucket=bucket)
+    settled = await anyio.to_thread.run_sync(
+        partial(_tracker(request).notice_keys, keys, via=Signal.WEBHOOK)
+    )
     return StorageEventsResult(records=records, settled=settled)
 
 
@@ -332,4 +340,4 @@ def operator_profile_picture(
             optional,
             NotFound("profile_picture_not_found", f"operator {operator_id} has no picture"),
         )
-    return service.download(store, settings, picture.key)
+    return service.download_upload(store, settings, picture)

@@ -43,6 +43,7 @@ def create_selfie_upload(
         key=storage_keys.selfie_key(user_id, now),
         max_bytes=settings.selfie_max_bytes,
         ttl_seconds=settings.upload_url_ttl_seconds,
+        grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
     )
 
@@ -67,6 +68,7 @@ def create_photo_upload(
         key=storage_keys.photo_key(project_id, photo_id),
         max_bytes=settings.photo_max_bytes,
         ttl_seconds=settings.upload_url_ttl_seconds,
+        grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
     )
 
@@ -83,6 +85,7 @@ def create_profile_picture_upload(
         key=key,
         max_bytes=settings.profile_picture_max_bytes,
         ttl_seconds=settings.upload_url_ttl_seconds,
+        grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
     )
     return upload, url, file_url(settings, key)
@@ -100,6 +103,16 @@ def file_url(settings: Settings, key: str) -> str:
 def download(store: ObjectStore, settings: Settings, key: str) -> Download:
     ttl = settings.download_url_ttl_seconds
     return Download(url=store.presign_get(key, expires_in=ttl), expires_in_seconds=ttl)
+
+
+def download_upload(store: ObjectStore, settings: Settings, upload: PendingUpload) -> Download:
+    """A GET of an upload's accepted bytes (never what a late write left at its key), labelled
+    with their sniffed type, not the one the client claimed."""
+    ttl = settings.download_url_ttl_seconds
+    url = store.presign_get(
+        uploads.accepted_key(upload), expires_in=ttl, content_type=upload.content_type
+    )
+    return Download(url=url, expires_in_seconds=ttl)
 
 
 def get_upload(session: Session, *, upload_id: uuid.UUID, kind: UploadKind) -> PendingUpload:
@@ -131,7 +144,7 @@ def photo_view(
     assert photo.project_id is not None
     downloads: dict[str, Download] = {}
     if photo.status == UploadStatus.UPLOADED:
-        downloads["original"] = download(store, settings, photo.key)
+        downloads["original"] = download_upload(store, settings, photo)
         for name in photo.derivatives:
             key = storage_keys.derivative_key(photo.project_id, photo.id, name)
             downloads[name] = download(store, settings, key)
@@ -160,7 +173,7 @@ def selfie_view(
         reason=selfie.reason,
         created_at=selfie.created_at,
         uploaded_at=selfie.completed_at if uploaded else None,
-        download=download(store, settings, selfie.key) if uploaded else None,
+        download=download_upload(store, settings, selfie) if uploaded else None,
         face=face_status(session, selfie),
     )
 

@@ -18,6 +18,9 @@ class ObjectInfo:
     key: str
     size: int
     content_type: str | None = None
+    # What the store calls this version of the bytes (S3: quoted MD5 of a single-part upload;
+    # local disk: the same, kept in the sidecar). None when the store cannot tell.
+    etag: str | None = None
 
 
 class ObjectNotFound(NotFound):
@@ -34,6 +37,10 @@ class InvalidKey(InvalidInput):
 @runtime_checkable
 class ObjectStore(Protocol):
     """Object bytes by key. Keys are `/`-separated, relative, without `..` segments."""
+
+    gates_presigned_writes: bool
+    """True when presigned PUTs reach this service, which can refuse one (local disk); False
+    when the store accepts any PUT with a live signature (S3), so a URL outlives its upload."""
 
     def put(self, key: str, data: BinaryIO, *, content_type: str) -> ObjectInfo:
         """Store `data` (read to its end, streamed) at `key`; all or nothing, last write wins."""
@@ -52,6 +59,11 @@ class ObjectStore(Protocol):
         """Size and content type, or None when absent."""
         ...
 
+    def copy(self, source: str, dest: str, *, content_type: str) -> ObjectInfo:
+        """Copy the object at `source` to `dest` inside the store (no bytes through this process
+        on S3), labelled `content_type`; `ObjectNotFound`. The result carries the copy's ETag."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove the object; absent is not an error."""
         ...
@@ -64,8 +76,9 @@ class ObjectStore(Protocol):
         """An absolute URL a client may PUT to, once signed for this content type, until expiry."""
         ...
 
-    def presign_get(self, key: str, *, expires_in: int) -> str:
-        """An absolute URL a client may GET the object from until expiry."""
+    def presign_get(self, key: str, *, expires_in: int, content_type: str | None = None) -> str:
+        """An absolute URL a client may GET the object from until expiry; `content_type`, when
+        given, is the Content-Type the response carries whatever the object was stored with."""
         ...
 
     def check(self) -> None:

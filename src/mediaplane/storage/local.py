@@ -4,7 +4,7 @@ Layout under `root`:
 
     <key>                      the object's bytes, exactly as uploaded
     .mediaplane/tmp/put-*      uploads in progress (renamed into place when complete)
-    .mediaplane/meta/<key>     JSON sidecar: {"content_type": ...}
+    .mediaplane/meta/<key>     JSON sidecar: {"content_type": ..., "etag": ...}
 
 Content types live in a sidecar tree that mirrors the object tree, so an operator can copy the
 objects out as ordinary files, and a key conflicts in the sidecar tree exactly when it conflicts
@@ -12,7 +12,11 @@ in the object tree. The sidecar is published before the object, so whoever sees 
 sees its content type.
 
 Presigned URLs point at the service's own `/_storage/{key}` route (`storage.routes`), signed
-with HMAC-SHA256 over method, key, expiry and (for PUT) content type.
+with HMAC-SHA256 over method, key, expiry and content type (for PUT the type the client must
+send; for GET, when given, the type the response is labelled with).
+
+Presigned PUTs reach this service, so it can refuse writes (`gates_presigned_writes`): the
+storage route asks the app's write gate (the upload tracker) before accepting any byte.
 """
 
 from __future__ import annotations
@@ -98,13 +102,15 @@ class LocalObjectWriter:
     def commit(self) -> ObjectInfo:
         """Publish the object under its key (last write wins) and describe it."""
         self._file.close()
-        meta = json.dumps({"content_type": self.content_type}).encode()
+        meta = json.dumps({"content_type": self.content_type, "etag": self.etag}).encode()
         try:
             self._store._publish_meta(self.key, meta)
             self._store._publish(self._tmp, self._store.path_of(self.key), key=self.key)
         finally:
             self.abort()
-        return ObjectInfo(key=self.key, size=self.size, content_type=self.content_type)
+        return ObjectInfo(
+            key=self.key, size=self.size, content_type=self.content_type, etag=self.etag
+        )
 
     def abort(self) -> None:
         """Discard what was written; harmless after `commit()` or a previous `abort()`."""
@@ -135,6 +141,8 @@ class LocalObjectStore:
     Limitation of a file system: a key cannot be both an object and a "directory" of other
     keys (`a` and `a/b`); writing the second raises `Conflict` (`key_conflict`).
     """
+
+    gates_presigned_writes = True
 
     def __init__(self, root: Path, public_url: str, secret: bytes, max_put_bytes: int) -> None:
         if not secret:
@@ -175,7 +183,18 @@ class LocalObjectStore:
             size = None
         if size is None:
             return None
-        return ObjectInfo(key=key, size=size, content_type=self._content_type(key))
+        meta = self._meta(key)
+        return ObjectInfo(
+            key=key, size=size, content_type=_text(meta, "content_type"), etag=_text(meta, "etag")
+        )
+
+    def copy(self, source: str, dest: str, *, content_type: str) -> ObjectInfo:
+        """Copy `source` to `dest` through a temp file, published atomically; `ObjectNotFound`."""
+        chunks = self.open(source)
+        with self.writer(dest, content_type=content_type) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit()
 
     def delete(self, key: str) -> None:
         """Remove the object and its sidecar; absent is not an error."""
@@ -204,9 +223,10 @@ class LocalObjectStore:
         """A URL of this service a client may PUT exactly `content_type` bytes to until expiry."""
         return self._presign("PUT", key, expires_in=expires_in, content_type=content_type)
 
-    def presign_get(self, key: str, *, expires_in: int) -> str:
-        """A URL of this service a client may GET the object from until expiry."""
-        return self._presign("GET", key, expires_in=expires_in, content_type="")
+    def presign_get(self, key: str, *, expires_in: int, content_type: str | None = None) -> str:
+        """A URL of this service a client may GET the object from until expiry, its response
+        labelled `content_type` when given (signed, so a client cannot change it)."""
+        return self._presign("GET", key, expires_in=expires_in, content_type=content_type or "")
 
     def check(self) -> None:
         """Raise `Unavailable` unless the root is a writable directory."""
@@ -234,7 +254,7 @@ class LocalObjectStore:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(key) from None
         size = os.fstat(file.fileno()).st_size
-        info = ObjectInfo(key=key, size=size, content_type=self._content_type(key))
+        info = ObjectInfo(key=key, size=size, content_type=_text(self._meta(key), "content_type"))
         return info, _chunks(file)
 
     def verify_presigned(
@@ -252,7 +272,7 @@ class LocalObjectStore:
         Reasons: `invalid_signature`, `expired_signature`, `content_type_mismatch`.
         """
         invalid = Forbidden("invalid_signature", "the URL signature is missing or invalid")
-        signed_type = params.get(CONTENT_TYPE_PARAM, "") if method == "PUT" else ""
+        signed_type = params.get(CONTENT_TYPE_PARAM, "")
         expires_text = params.get(EXPIRES_PARAM, "")
         if params.get(METHOD_PARAM) != method or not expires_text.isdigit():
             raise invalid
@@ -279,7 +299,7 @@ class LocalObjectStore:
         # Rounded up so a URL lives at least `expires_in` seconds.
         expires = math.ceil(time.time()) + check_expires_in(expires_in)
         params = {METHOD_PARAM: method, EXPIRES_PARAM: str(expires)}
-        if method == "PUT":
+        if method == "PUT" or content_type:
             params[CONTENT_TYPE_PARAM] = check_content_type(content_type)
         params[SIGNATURE_PARAM] = self._signature(method, key, expires, content_type)
         return f"{self.public_url}/_storage/{quote(key, safe='/')}?{urlencode(params)}"
@@ -292,13 +312,12 @@ class LocalObjectStore:
     def _meta_path(self, key: str) -> Path:
         return self.meta_dir / validate_key(key)
 
-    def _content_type(self, key: str) -> str | None:
+    def _meta(self, key: str) -> dict[str, object]:
         try:
             meta = json.loads(self._meta_path(key).read_bytes())
         except (OSError, ValueError):
-            return None
-        content_type = meta.get("content_type") if isinstance(meta, dict) else None
-        return content_type if isinstance(content_type, str) else None
+            return {}
+        return meta if isinstance(meta, dict) else {}
 
     def _publish_meta(self, key: str, meta: bytes) -> None:
         fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="meta-")
@@ -362,6 +381,11 @@ class LocalObjectStore:
             with contextlib.suppress(OSError):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
+
+
+def _text(meta: Mapping[str, object], name: str) -> str | None:
+    value = meta.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _chunks(file: BinaryIO) -> Iterator[bytes]:

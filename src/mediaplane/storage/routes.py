@@ -1,9 +1,16 @@
 """`/_storage/{key}`: where local-disk presigned URLs lead (the S3 service serves its own).
 
-PUT streams the body to a temp file (never whole in memory), refuses more than the store's
-`max_put_bytes`, publishes atomically, then tells `app.state.object_written_listeners` (sync
-callables taking the `ObjectInfo`, run in a thread; their errors are logged, not raised) — the
-local stand-in for an S3 bucket notification. GET streams the object with its content type.
+PUT first asks `app.state.object_write_gate` (a `WriteGate`; the upload tracker in the app)
+whether the key takes a write at all and how many bytes — before reading any byte of the body —,
+streams the body to a temp file (never whole in memory), refuses more than that limit, and
+publishes through the gate, which checks again atomically with the publication: a URL that
+outlives its upload (settled, rejected, erased) cannot write. Then it tells
+`app.state.object_written_listeners` (sync callables taking the `ObjectInfo`, run in a thread;
+their errors are logged, not raised) — the local stand-in for an S3 bucket notification.
+Without a gate (the bare storage app of the contract tests) every signed PUT is taken.
+
+GET streams the object with the content type signed into the URL (else the stored one) and
+`X-Content-Type-Options: nosniff`, so a browser never reads an object as another type.
 Only mounted usefully when `app.state.store` is a `LocalObjectStore`; otherwise 404.
 """
 
@@ -12,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -21,12 +29,24 @@ from starlette.requests import ClientDisconnect
 
 from mediaplane.errors import InvalidInput, NotFound, PayloadTooLarge
 from mediaplane.storage.base import ObjectInfo
-from mediaplane.storage.local import CHUNK_SIZE, LocalObjectStore
+from mediaplane.storage.local import CHUNK_SIZE, CONTENT_TYPE_PARAM, LocalObjectStore
 from mediaplane.web import ProblemRoute
 
 log = logging.getLogger(__name__)
 
 storage_router = APIRouter(route_class=ProblemRoute)
+
+
+class WriteGate(Protocol):
+    """Who decides whether a presigned PUT may write (the upload tracker, in the app)."""
+
+    def admit_write(self, key: str) -> int:
+        """The most bytes a write to `key` may bring; raises a `MediaplaneError` to refuse."""
+        ...
+
+    def publish_write(self, key: str, publish: Callable[[], ObjectInfo]) -> ObjectInfo:
+        """Run `publish` only if `key` still takes a write, atomically with that check."""
+        ...
 
 
 def _local_store(request: Request) -> LocalObjectStore:
@@ -43,17 +63,16 @@ async def put_object(request: Request, key: str) -> Response:
     store.verify_presigned(
         "PUT", key, request.query_params, content_type=request.headers.get("content-type")
     )
+    gate: WriteGate | None = getattr(request.app.state, "object_write_gate", None)
+    limit = store.max_put_bytes
+    if gate is not None:
+        limit = min(limit, await anyio.to_thread.run_sync(gate.admit_write, key))
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > store.max_put_bytes:
-        raise PayloadTooLarge("too_large", f"the object is larger than {store.max_put_bytes} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("too_large", f"the object is larger than {limit} bytes")
 
     writer = await anyio.to_thread.run_sync(
-        partial(
-            store.writer,
-            key,
-            content_type=request.headers["content-type"],
-            max_bytes=store.max_put_bytes,
-        )
+        partial(store.writer, key, content_type=request.headers["content-type"], max_bytes=limit)
     )
     try:
         # Server chunks are small (~64 KiB); batching them to 1 MiB saves thread hops.
@@ -64,7 +83,10 @@ async def put_object(request: Request, key: str) -> Response:
                 await anyio.to_thread.run_sync(writer.write, bytes(buffer))
                 buffer.clear()
         await anyio.to_thread.run_sync(writer.write, bytes(buffer))
-        info = await anyio.to_thread.run_sync(writer.commit)
+        if gate is None:
+            info = await anyio.to_thread.run_sync(writer.commit)
+        else:
+            info = await anyio.to_thread.run_sync(gate.publish_write, key, writer.commit)
     except ClientDisconnect:
         raise InvalidInput("upload_interrupted", "the client went away mid-upload") from None
     finally:
@@ -85,12 +107,13 @@ async def put_object(request: Request, key: str) -> Response:
 
 @storage_router.get("/_storage/{key:path}")
 async def get_object(request: Request, key: str) -> StreamingResponse:
-    """Download through a presigned GET URL, streamed with the stored content type."""
+    """Download through a presigned GET URL, streamed with the signed (else stored) type."""
     store = _local_store(request)
     store.verify_presigned("GET", key, request.query_params)
     info, chunks = await anyio.to_thread.run_sync(store.open_with_info, key)
+    signed_type = request.query_params.get(CONTENT_TYPE_PARAM)
     return StreamingResponse(
         chunks,
-        media_type=info.content_type or "application/octet-stream",
-        headers={"Content-Length": str(info.size)},
+        media_type=signed_type or info.content_type or "application/octet-stream",
+        headers={"Content-Length": str(info.size), "X-Content-Type-Options": "nosniff"},
     )

@@ -1,8 +1,13 @@
 """Objects in an S3-compatible bucket (AWS S3, Cloudflare R2, MinIO, SeaweedFS).
 
-Only calls every one of them implements are used: Put/Get/Head/Delete/ListObjectsV2, multipart
-upload, HeadBucket/CreateBucket and SigV4 presigned URLs. Presigned PUT URLs sign the
-Content-Type, so the server itself refuses an upload of another type (403).
+Only calls every one of them implements are used: Put/Get/Head/Delete/ListObjectsV2, CopyObject,
+multipart upload, HeadBucket/CreateBucket and SigV4 presigned URLs. Presigned PUT URLs sign the
+Content-Type, so the server itself refuses an upload of another type (403); presigned GETs can
+sign `response-content-type`, the one response header S3 lets a URL set (no
+`X-Content-Type-Options`: objects are therefore also stored under their checked type).
+
+The store accepts any PUT with a live signature, even after the upload it was issued for is
+settled (`gates_presigned_writes = False`): the upload tracker watches such keys instead.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class S3ObjectStore:
 
     Without keys, boto3's usual credential chain applies (environment, instance role...).
     """
+
+    gates_presigned_writes = False
 
     def __init__(
         self,
@@ -168,8 +175,35 @@ class S3ObjectStore:
                 return None
             raise
         return ObjectInfo(
-            key=key, size=response["ContentLength"], content_type=response.get("ContentType")
+            key=key,
+            size=response["ContentLength"],
+            content_type=response.get("ContentType"),
+            etag=response.get("ETag"),
         )
+
+    def copy(self, source: str, dest: str, *, content_type: str) -> ObjectInfo:
+        """CopyObject (server side; objects up to 5 GB) with `content_type`; `ObjectNotFound`."""
+        validate_key(source)
+        validate_key(dest)
+        try:
+            response = self._client.copy_object(
+                Bucket=self.bucket,
+                Key=dest,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                MetadataDirective="REPLACE",
+                ContentType=check_content_type(content_type),
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise ObjectNotFound(source) from None
+            raise
+        info = self.head(dest)
+        if info is None:  # deleted between the copy and the HEAD: as if never copied
+            raise ObjectNotFound(dest)
+        # The HEAD's ETag, the form later HEADs compare with (SeaweedFS unquotes the copy's).
+        copied = response.get("CopyObjectResult", {}).get("ETag")
+        etag = info.etag or (f'"{copied.strip(chr(34))}"' if copied else None)
+        return ObjectInfo(key=dest, size=info.size, content_type=content_type, etag=etag)
 
     def delete(self, key: str) -> None:
         """Remove the object; absent is not an error (S3 semantics)."""
@@ -195,12 +229,14 @@ class S3ObjectStore:
             ExpiresIn=check_expires_in(expires_in),
         )
 
-    def presign_get(self, key: str, *, expires_in: int) -> str:
-        """A SigV4 URL to GET the object from until expiry."""
+    def presign_get(self, key: str, *, expires_in: int, content_type: str | None = None) -> str:
+        """A SigV4 URL to GET the object from until expiry; `content_type` is signed in as
+        `response-content-type`, which the server answers with."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key)}
+        if content_type:
+            params["ResponseContentType"] = check_content_type(content_type)
         return self._client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": validate_key(key)},
-            ExpiresIn=check_expires_in(expires_in),
+            "get_object", Params=params, ExpiresIn=check_expires_in(expires_in)
         )
 
     def check(self) -> None:

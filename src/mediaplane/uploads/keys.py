@@ -51,3 +51,11 @@ def accepted_copy_key(key: str) -> str:
     `profile.accepted.jpg`), so a rejected re-upload can be rolled back."""
     stem, _, extension = key.rpartition(".")
     return f"{stem}.accepted.{extension}"
+
+
+def aside_copy_key(key: str, upload_id: uuid.UUID) -> str:
+    """Where one upload's accepted bytes are kept while its URL could still overwrite `key`
+    (`original.jpg` → `original.aside-{uploadId}.jpg`): beside the key, under the same prefix,
+    so erasing a prefix erases it too."""
+    stem, _, extension = key.rpartition(".")
+    return f"{stem}.aside-{upload_id}.{extension}"

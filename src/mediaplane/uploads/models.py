@@ -2,6 +2,11 @@
 
 One table serves selfies, project photos and operator profile pictures: they share the whole
 life cycle (pending → uploaded | rejected | expired) and only differ in key, limit and follow-up.
+
+A settled upload's URL may outlive it. On S3 (which takes any PUT with a live signature) the row
+keeps watching its key until the URL and its grace are over (`watch_until`), serves and
+processes an aside copy of the accepted bytes meanwhile (`aside_key`), and tells later writes
+apart by the accepted ETag (`etag`). See docs/storage-events.md, "Settled uploads".
 """
 
 from __future__ import annotations
@@ -45,6 +50,17 @@ class PendingUpload(Base):
             "url_expires_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        # The sweeper's other scans: keys still writable through an old URL, aside copies due.
+        Index(
+            "ix_uploads_watch_until",
+            "watch_until",
+            postgresql_where=text("watch_until IS NOT NULL"),
+        ),
+        Index(
+            "ix_uploads_aside_delete_after",
+            "aside_delete_after",
+            postgresql_where=text("aside_delete_after IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -52,6 +68,8 @@ class PendingUpload(Base):
     owner_id: Mapped[str] = mapped_column(Text, nullable=False)
     project_id: Mapped[uuid.UUID | None] = mapped_column()
     key: Mapped[str] = mapped_column(Text, nullable=False)
+    # The type the PUT URL is signed for; once uploaded, the sniffed type of the accepted bytes
+    # (what downloads are labelled with, whatever the client claimed).
     content_type: Mapped[str] = mapped_column(Text, nullable=False)
     max_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     status: Mapped[str] = mapped_column(Text, nullable=False, default=UploadStatus.PENDING)
@@ -70,3 +88,13 @@ class PendingUpload(Base):
     completed_via: Mapped[str | None] = mapped_column(Text)
     # The hand-off to processing; set exactly once, in the transaction that marks it uploaded.
     processing_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # ETag of the accepted bytes: a later write to the key has another one.
+    etag: Mapped[str | None] = mapped_column(Text)
+    # Until when a write through the URL can still arrive (S3 only: URL expiry + sweep grace);
+    # NULL when none can (local disk refuses them; or the watch is over).
+    watch_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A copy of the accepted bytes under a key no URL can write; read instead of `key` while
+    # `watch_until` is set.
+    aside_key: Mapped[str | None] = mapped_column(Text)
+    # When the aside copy may be deleted: the last GET URL of it has expired.
+    aside_delete_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -5,11 +5,18 @@ ends in `notice()`, which locks the upload's row and moves it out of `pending` a
 the first signal to arrive wins, later ones find it settled and change nothing. The hand-off to
 processing happens in that same transaction, so it happens exactly when the upload is marked.
 Routes and the sweeper own the transactions; these functions add and flush.
+
+A URL outlives its upload's settlement. Local disk refuses its later writes (`admit_write`,
+asked by the storage route). On S3, which takes them, settlement copies the object aside and
+checks the copy (the key may change under us; the copy cannot), downloads and processing read
+the copy while the URL can still write (`accepted_key`), and `undo_late_write` puts the key
+back — the accepted bytes, or nothing for a rejected or erased upload — whenever a signal
+(event, sweeper) shows a write to a settled key. See docs/storage-events.md, "Settled uploads".
 """
 
 from __future__ import annotations
 
-import io
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,13 +26,16 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mediaplane.errors import Conflict, NotFound
 from mediaplane.imaging import ImageLimits, sniff_format
 from mediaplane.imaging.formats import SNIFF_BYTES
 from mediaplane.storage import ObjectNotFound, ObjectStore
-from mediaplane.uploads.keys import accepted_copy_key
+from mediaplane.uploads.keys import accepted_copy_key, aside_copy_key
 from mediaplane.uploads.models import PendingUpload, UploadKind, UploadStatus
 
 UPLOAD_CONTENT_TYPE = "image/jpeg"
+
+log = logging.getLogger(__name__)
 
 
 class Signal(StrEnum):
@@ -55,11 +65,16 @@ def create(
     key: str,
     max_bytes: int,
     ttl_seconds: int,
+    grace_seconds: int,
     now: datetime,
     upload_id: uuid.UUID | None = None,
     project_id: uuid.UUID | None = None,
 ) -> tuple[PendingUpload, str]:
-    """Record a pending upload and return it with its presigned PUT URL."""
+    """Record a pending upload and return it with its presigned PUT URL.
+
+    `grace_seconds` after the URL's expiry, a write through it may still land (a PUT begun just
+    before, clock skew): on a store that cannot refuse writes, the key is watched until then.
+    """
     # A key can be handed out again (an operator's one profile picture): the older pending
     # upload of that key is superseded, so one object never completes two uploads.
     session.execute(
@@ -67,6 +82,10 @@ def create(
         .where(PendingUpload.key == key, PendingUpload.status == UploadStatus.PENDING)
         .values(status=UploadStatus.EXPIRED, reason="superseded")
     )
+    expires_at = now + timedelta(seconds=ttl_seconds)
+    watch_until = None
+    if not store.gates_presigned_writes:
+        watch_until = expires_at + timedelta(seconds=grace_seconds)
     upload = PendingUpload(
         id=upload_id or uuid.uuid4(),
         kind=kind,
@@ -76,7 +95,8 @@ def create(
         content_type=UPLOAD_CONTENT_TYPE,
         max_bytes=max_bytes,
         status=UploadStatus.PENDING,
-        url_expires_at=now + timedelta(seconds=ttl_seconds),
+        url_expires_at=expires_at,
+        watch_until=watch_until,
         created_at=now,
         derivatives=[],
     )
@@ -117,22 +137,29 @@ def notice(
     info = store.head(upload.key)
     if info is None:
         return Notice(upload, changed=False)
+    checked = upload.key
+    if upload.watch_until is not None:
+        # The URL can still overwrite the key: check a copy no URL can write, and keep it.
+        aside = aside_copy_key(upload.key, upload.id)
+        try:
+            info = store.copy(upload.key, aside, content_type=upload.content_type)
+        except ObjectNotFound:
+            return Notice(upload, changed=False)
+        upload.aside_key = checked = aside
     if info.size > upload.max_bytes:
         return Notice(_reject(store, upload, "file_too_large", now, via, info.size), changed=True)
-    fmt = sniff_format(_leading_bytes(store, upload.key))
+    fmt = sniff_format(_leading_bytes(store, checked))
     if fmt is None or fmt not in limits.formats:
         return Notice(_reject(store, upload, "not_an_image", now, via, info.size), changed=True)
     if upload.kind == UploadKind.PROFILE_PICTURE:
         # The key is reused by every new picture and a presigned PUT overwrites it before we
-        # can look: keep the accepted bytes aside so a rejected successor can be undone.
-        store.put(
-            accepted_copy_key(upload.key),
-            io.BytesIO(store.read(upload.key)),
-            content_type=upload.content_type,
-        )
+        # can look: the picture shown is this copy, replaced only by an accepted successor.
+        store.copy(checked, accepted_copy_key(upload.key), content_type=fmt.content_type)
     upload.status = UploadStatus.UPLOADED
     upload.reason = None
     upload.size = info.size
+    upload.etag = info.etag
+    upload.content_type = fmt.content_type
     upload.completed_at = now
     upload.completed_via = via
     upload.processing_requested_at = now
@@ -140,6 +167,17 @@ def notice(
     for handler in hand_off:
         handler(session, upload)
     return Notice(upload, changed=True)
+
+
+def accepted_key(upload: PendingUpload) -> str:
+    """Where an uploaded upload's accepted bytes are read from, to serve and to process: the
+    aside copy while a URL can still write the key, the last accepted copy for a profile
+    picture (whose key each new URL overwrites), else the spec's key itself."""
+    if upload.kind == UploadKind.PROFILE_PICTURE:
+        return accepted_copy_key(upload.key)
+    if upload.aside_key is not None and upload.watch_until is not None:
+        return upload.aside_key
+    return upload.key
 
 
 def _leading_bytes(store: ObjectStore, key: str) -> bytes:
@@ -161,18 +199,125 @@ def _leading_bytes(store: ObjectStore, key: str) -> bytes:
 def _reject(
     store: ObjectStore, upload: PendingUpload, reason: str, now: datetime, via: Signal, size: int
 ) -> PendingUpload:
-    previous = accepted_copy_key(upload.key)
-    if upload.kind == UploadKind.PROFILE_PICTURE and store.head(previous) is not None:
-        # Put the last accepted picture back rather than leave the operator with none.
-        store.put(upload.key, io.BytesIO(store.read(previous)), content_type=upload.content_type)
-    else:
-        store.delete(upload.key)
+    if upload.aside_key is not None:
+        store.delete(upload.aside_key)
+        upload.aside_key = None
+    _clear_key(store, upload)
     upload.status = UploadStatus.REJECTED
     upload.reason = reason
     upload.size = size
     upload.completed_at = now
     upload.completed_via = via
     return upload
+
+
+def _clear_key(store: ObjectStore, upload: PendingUpload) -> None:
+    """Leave at the key what the settled `upload` allows there besides its own bytes: the last
+    accepted picture for a profile picture (rather than none), else nothing."""
+    previous = accepted_copy_key(upload.key)
+    if upload.kind == UploadKind.PROFILE_PICTURE and store.head(previous) is not None:
+        store.copy(previous, upload.key, content_type=store_type(store, previous))
+    else:
+        store.delete(upload.key)
+
+
+def store_type(store: ObjectStore, key: str) -> str:
+    info = store.head(key)
+    return (info.content_type if info else None) or UPLOAD_CONTENT_TYPE
+
+
+def admit_write(session: Session, *, key: str, lock: bool = False) -> int:
+    """The byte limit of the upload a write to `key` would complete; `Conflict`
+    (`upload_already_settled`) when every upload of the key is settled, `NotFound`
+    (`upload_not_found`) when none was ever issued. `lock` holds the rows for the caller's
+    transaction, so no signal can settle them while the write is published."""
+    query = select(PendingUpload).where(PendingUpload.key == key)
+    query = query.order_by(PendingUpload.created_at.desc())
+    if lock:
+        query = query.with_for_update()
+    uploads = list(session.scalars(query))
+    for upload in uploads:
+        if _noticeable(upload):
+            return upload.max_bytes
+    if uploads:
+        raise Conflict(
+            "upload_already_settled",
+            f"the upload of this URL is already {uploads[0].status}; it takes no more writes",
+        )
+    raise NotFound("upload_not_found", "no upload was issued for this key")
+
+
+def undo_late_write(session: Session, store: ObjectStore, *, key: str) -> str | None:
+    """A write may have reached `key` after its upload was settled: put back what the newest
+    upload of the key allows — its accepted bytes, or nothing (the last accepted picture for
+    a profile picture). Returns what was done (`restored`, `removed`) or None."""
+    query = (
+        select(PendingUpload)
+        .where(PendingUpload.key == key)
+        .order_by(PendingUpload.created_at.desc())
+        .with_for_update()
+    )
+    newest = session.scalars(query).first()
+    if newest is None or _noticeable(newest):
+        return None  # no upload, or the write is the pending upload's own: `notice` judges it
+    info = store.head(key)
+    if newest.status == UploadStatus.UPLOADED:
+        if newest.etag is None:  # settled before ETags were recorded: nothing to compare with
+            return None
+        if info is not None and info.etag == newest.etag:
+            return None
+        source = accepted_key(newest)
+        if source == key or store.head(source) is None:
+            log.error(
+                "upload %s: %s changed after settlement and cannot be restored", newest.id, key
+            )
+            return None
+        newest.etag = store.copy(source, key, content_type=newest.content_type).etag
+        return "restored"
+    if info is None:
+        return None
+    _clear_key(store, newest)
+    return "removed"
+
+
+def watched_ids(session: Session, *, limit: int) -> list[uuid.UUID]:
+    """Settled uploads whose key an old URL may still write, oldest watch first."""
+    query = (
+        select(PendingUpload.id)
+        .where(PendingUpload.watch_until.is_not(None))
+        .where(PendingUpload.status != UploadStatus.PENDING)
+        .order_by(PendingUpload.watch_until)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def end_watch(upload: PendingUpload, *, now: datetime, download_ttl: timedelta) -> bool:
+    """Stop watching once no URL can write any more; the aside copy then waits until no GET
+    URL of it can be live. Call after a last `undo_late_write`."""
+    if upload.watch_until is None or now <= upload.watch_until:
+        return False
+    upload.watch_until = None
+    if upload.aside_key is not None:
+        upload.aside_delete_after = now + download_ttl
+    return True
+
+
+def asides_due(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    query = (
+        select(PendingUpload.id)
+        .where(PendingUpload.aside_delete_after < now)
+        .order_by(PendingUpload.aside_delete_after)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def drop_aside(store: ObjectStore, upload: PendingUpload) -> None:
+    if upload.aside_key is not None:
+        store.delete(upload.aside_key)
+    upload.aside_key = None
+    upload.aside_delete_after = None
 
 
 def expire_if_absent(
@@ -186,6 +331,7 @@ def expire_if_absent(
     upload.status = UploadStatus.EXPIRED
     upload.reason = "url_expired"
     upload.completed_at = now
+    upload.watch_until = None  # the URL and its grace are over: nothing can write any more
     return True
 
 
