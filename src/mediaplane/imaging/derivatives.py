@@ -227,15 +227,20 @@ def watermark_overlay(text: str, width: int, height: int) -> pyvips.Image:
     Rendered once per text and size and kept in memory (a few MB each; photos from one camera
     share a size): building it cost 16 ms per photo, as much as the blend itself.
     """
+    block = watermark_block(text, width, height)
+    across = math.ceil(width / block.width)
+    down = math.ceil(height / block.height)
+    return block.replicate(across, down).crop(0, 0, width, height).copy_memory()
+
+
+def watermark_block(text: str, width: int, height: int) -> pyvips.Image:
+    """The repeating unit of the overlay for a `width`×`height` image, in memory."""
     tile = watermark_tile(text, watermark_text_size(width, height), (width // 2, height // 2))
     row = tile.replicate(2, 1)
     shifted_row = tile.replicate(3, 1).crop(tile.width // 2, 0, row.width, row.height)
     # In memory (at most the image's size, 2 bands): a lazy block would be recomputed for
     # every copy `replicate` makes of it.
-    block = row.join(shifted_row, pyvips.enums.Direction.VERTICAL).copy_memory()
-    across = math.ceil(width / block.width)
-    down = math.ceil(height / block.height)
-    return block.replicate(across, down).crop(0, 0, width, height).copy_memory()
+    return row.join(shifted_row, pyvips.enums.Direction.VERTICAL).copy_memory()
 
 
 def watermark_text_size(width: int, height: int) -> int:
