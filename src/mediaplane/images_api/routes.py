@@ -103,8 +103,14 @@ async def upload(app_id: str, object_id: str, request: Request) -> UploadURLResu
 
 
 @router.get("/_images/{app_id}/{object_id}/{option}", response_model=None)
-def serve(app_id: str, object_id: str, option: str, request: Request) -> Response:
-    """Public GET of `profile` (240×240, cached in storage) or `original` (stored bytes)."""
+async def serve(app_id: str, object_id: str, option: str, request: Request) -> Response:
+    """Public GET of `profile` (240×240, cached in storage) or `original` (stored bytes).
+
+    The fast path (a row this process has seen, a variant in memory, or a revalidation) runs
+    on the event loop with no database query, no storage read and no thread hand-off: rows
+    and variants never change once written, so what is kept cannot go stale. Anything else
+    (first sight of a row, a render, an original's bytes) runs in the thread pool.
+    """
     settings = _settings(request)
     if settings.images_host:
         target = images_origin(settings.images_host)
@@ -115,7 +121,9 @@ def serve(app_id: str, object_id: str, option: str, request: Request) -> Respons
     ref = check_ids(app_id, object_id)
     store: ObjectStore = request.app.state.store
     known: service.KnownFiles = request.app.state.images_files
-    row = known.get(request.app.state.db, ref=ref)
+    row = known.peek(ref=ref)
+    if row is None:
+        row = await run_in_threadpool(known.get, request.app.state.db, ref=ref)
 
     etag = service.profile_etag(row) if option == "profile" else service.original_etag(row)
     cache = {
@@ -127,9 +135,15 @@ def serve(app_id: str, object_id: str, option: str, request: Request) -> Respons
         return Response(status_code=304, headers=cache)
 
     if option == "profile":
-        variant = service.get_or_create_profile(store, row=row, limits=_limits(settings))
+        variants: service.RenderedVariants = request.app.state.images_variants
+        variant = variants.get(etag)
+        if variant is None:
+            variant = await run_in_threadpool(
+                service.get_or_create_profile, store, row=row, limits=_limits(settings)
+            )
+            variants.put(variant)
         return Response(variant.data, media_type=variant.content_type, headers=cache)
-    return _original(store, ref.storage_key, cache)
+    return await run_in_threadpool(_original, store, ref.storage_key, cache)
 
 
 def _if_none_match(request: Request) -> set[str]:
