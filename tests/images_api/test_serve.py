@@ -230,3 +230,22 @@ def test_rendered_variants_are_bounded_by_bytes_least_recently_used_first() -> N
     kept.put(Variant(data=b"z" * 11, content_type="image/jpeg", etag="huge"))
     assert kept.get("huge") is None  # larger than the whole cache: never kept
     assert kept.get("d") is not None
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_small_original_is_served_from_memory_once_read(
+    client: TestClient, app, backend: str
+) -> None:
+    data = (FIXTURES / "faces" / "obama_1.jpg").read_bytes()
+    upload(client, app, "small-original", data)
+    first = client.get("/_images/app/small-original/original")
+    counting = CountingStore(app.state.store)
+    app.state.store = counting
+
+    again = client.get("/_images/app/small-original/original")
+
+    assert first.content == again.content == data
+    assert again.headers["content-type"] == "image/jpeg"
+    assert again.headers["content-disposition"] == "inline"
+    assert again.headers["etag"] == first.headers["etag"]
+    assert counting.reads == []

@@ -143,12 +143,34 @@ async def serve(app_id: str, object_id: str, option: str, request: Request) -> R
             )
             variants.put(variant)
         return Response(variant.data, media_type=variant.content_type, headers=cache)
+    variants = request.app.state.images_variants
+    kept = variants.get(etag)
+    if kept is None and row.size <= variants.item_limit:
+        kept = await run_in_threadpool(_small_original, store, ref.storage_key, etag)
+        variants.put(kept)
+    if kept is not None:
+        headers = _disposition(kept.content_type, cache)
+        return Response(kept.data, media_type=kept.content_type, headers=headers)
     return await run_in_threadpool(_original, store, ref.storage_key, cache)
 
 
 def _if_none_match(request: Request) -> set[str]:
     header = request.headers.get("if-none-match", "")
     return {tag.strip() for tag in header.split(",") if tag.strip()}
+
+
+def _small_original(store: ObjectStore, key: str, etag: str) -> service.Variant:
+    data = store.read(key)
+    fmt = sniff_format(data[:SNIFF_BYTES])
+    return service.Variant(
+        data=data, content_type=fmt.content_type if fmt else "application/octet-stream", etag=etag
+    )
+
+
+def _disposition(media_type: str, headers: dict[str, str]) -> dict[str, str]:
+    """Images are shown inline; anything else that was stored is only ever a download."""
+    inline = media_type != "application/octet-stream"
+    return {**headers, "Content-Disposition": "inline" if inline else "attachment"}
 
 
 def _original(store: ObjectStore, key: str, headers: dict[str, str]) -> Response:
@@ -160,18 +182,15 @@ def _original(store: ObjectStore, key: str, headers: dict[str, str]) -> Response
         if len(first) >= SNIFF_BYTES:
             break
     fmt = sniff_format(first)
-    if fmt is not None:
-        media_type = fmt.content_type
-        headers = {**headers, "Content-Disposition": "inline"}
-    else:
-        media_type = "application/octet-stream"
-        headers = {**headers, "Content-Disposition": "attachment"}
+    media_type = fmt.content_type if fmt else "application/octet-stream"
 
     def body() -> Iterator[bytes]:
         yield first
         yield from chunks
 
-    return StreamingResponse(body(), media_type=media_type, headers=headers)
+    return StreamingResponse(
+        body(), media_type=media_type, headers=_disposition(media_type, headers)
+    )
 
 
 def app_id_for(request: Request) -> str:

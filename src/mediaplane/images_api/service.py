@@ -145,16 +145,20 @@ class KnownFiles:
 
 
 class RenderedVariants:
-    """Rendered `profile` variants kept in memory, by ETag, up to `capacity_bytes` (LRU).
+    """Rendered `profile` variants, and originals of at most `item_limit` bytes, kept in
+    memory by ETag, up to `capacity_bytes` in all (LRU).
 
-    A variant never changes for a given ETag (it names the row and the rendering version), so
-    a kept one cannot go stale; the copy in storage stays the reference for other processes.
-    A cached GET then costs no storage read and no thread hand-off.
+    What an ETag names never changes (a row's bytes are written once; a variant's ETag names
+    the rendering version), so nothing kept can go stale; storage stays the reference for
+    other processes. A cached GET then costs no storage read and no thread hand-off.
     """
 
     def __init__(self, capacity_bytes: int) -> None:
         self._items: OrderedDict[str, Variant] = OrderedDict()
         self._capacity = capacity_bytes
+        # An original may take a sixteenth of the cache, so a few large ones cannot flush
+        # every avatar out.
+        self.item_limit = capacity_bytes // 16
         self._size = 0
         self._lock = threading.Lock()
 
