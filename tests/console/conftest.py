@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from mediaplane.app import create_app
 from mediaplane.runtime import Runtime
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, ConsoleMessage, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without these, Chromium keeps trying the network (updates, sync, QUIC probes) in a sandbox it
@@ -42,7 +43,18 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+# The tracked screenshots of docs/ change only on purpose (`make screenshots`); a test run
+# writes its own into var/ (ignored), for a look at what the browser saw.
+REPOSITORY = Path(__file__).parents[2]
+
+
+def screenshots_folder(environ: Mapping[str, str]) -> Path:
+    if environ.get("MEDIAPLANE_REFRESH_SCREENSHOTS") == "1":
+        return REPOSITORY / "docs" / "screenshots"
+    return REPOSITORY / "var" / "screenshots"
+
+
+SCREENSHOTS = screenshots_folder(os.environ)
 FACES = Path(__file__).parents[1] / "fixtures" / "faces"
 HOME_BY_ROLE = {"user": "attendee", "photographer": "photographer", "operator": "operator"}
 
@@ -114,16 +126,48 @@ def console_server(runtime: Runtime, server_socket: socket.socket) -> Iterator[C
         thread.join(timeout=15)
 
 
+@dataclass
+class ConsoleErrors:
+    """Error messages of the browser's console (failed loads included: a 404 is one) that a
+    test did not announce with `expect`; any left fails the test."""
+
+    seen: list[str]
+    expected: list[re.Pattern[str]]
+
+    def expect(self, pattern: str) -> None:
+        """An error this test provokes on purpose (an aborted PUT, a refused file)."""
+        self.expected.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [m for m in self.seen if not any(p.search(m) for p in self.expected)]
+
+
 @pytest.fixture
-def page(browser: Browser, console_server: ConsoleServer) -> Iterator[Page]:
+def console_errors() -> ConsoleErrors:
+    return ConsoleErrors(seen=[], expected=[])
+
+
+@pytest.fixture
+def page(
+    browser: Browser, console_server: ConsoleServer, console_errors: ConsoleErrors
+) -> Iterator[Page]:
     context = browser.new_context(viewport=DESKTOP, base_url=console_server.url)
     context.set_default_timeout(30_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            location = message.location.get("url", "")
+            console_errors.seen.append(f"{message.text} ({location})")
+
+    page.on("console", on_console)
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+    unexpected = console_errors.unexpected()
+    assert not unexpected, f"errors in the browser console: {unexpected}"
 
 
 class Console:
@@ -184,12 +228,18 @@ class Console:
         self.page.evaluate(f"() => Promise.all({shown}.map((img) => img.decode()))")
 
     def screenshots(self, name: str, *, full_page: bool = True) -> None:
-        """docs/screenshots/NAME-desktop.png and NAME-phone.png (whole pages unless a dialog
-        is open: its backdrop covers the viewport only)."""
+        """NAME-desktop.png and NAME-phone.png in SCREENSHOTS (whole pages unless a dialog is
+        open: its backdrop covers the viewport only)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(size)
             self.wait_for_images()
+            without_alt = self.page.evaluate(
+                """() => [...document.images]
+                    .filter((img) => img.offsetParent !== null && !img.alt.trim())
+                    .map((img) => img.outerHTML)"""
+            )
+            assert not without_alt, f"images without alt text on {name}: {without_alt}"
             self.page.screenshot(path=SCREENSHOTS / f"{name}-{label}.png", full_page=full_page)
         self.page.set_viewport_size(DESKTOP)
 

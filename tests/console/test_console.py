@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from mediaplane.app import create_app
 from mediaplane.runtime import Runtime
-from tests.console.conftest import FACES, Console, ConsoleServer
+from tests.console.conftest import FACES, Console, ConsoleErrors, ConsoleServer
 
 PHOTOS = [FACES / name for name in ("obama_2.jpg", "biden_2.jpg", "obama_and_biden.jpg")]
 SETTLE_MS = 60_000
@@ -40,7 +40,13 @@ def test_photographer_uploads_photos_and_sees_their_thumbnails(console: Console)
     calls: list[str] = []
     console.page.on("request", lambda r: calls.append(f"{r.method} {urlsplit(r.url).path}"))
     upload_photos(console, PHOTOS)
-    expect(console.page.locator("#project-grid li.tile img")).to_have_count(3)
+    images = console.page.locator("#project-grid li.tile img")
+    expect(images).to_have_count(3)
+    # Each tile names its file (the grid's caption) and describes its image (alt text).
+    names = {photo.name for photo in PHOTOS}
+    assert {img.get_attribute("alt") for img in images.all()} == names
+    captions = console.page.locator("#project-grid .tile-caption").all_inner_texts()
+    assert {caption.split(" · ")[0] for caption in captions} == names
     # The batch's URLs came in one request, not one per photo.
     assert calls.count("POST /v1/photos/upload-urls") == 1
     assert "POST /v1/photos/upload-url" not in calls
@@ -100,8 +106,11 @@ def test_operator_uploads_a_profile_picture_and_sees_it(console: Console) -> Non
 
 
 def test_a_failed_file_shows_its_reason_and_the_batch_carries_on(
-    console: Console, tmp_path: Path
+    console: Console, console_errors: ConsoleErrors, tmp_path: Path
 ) -> None:
+    # The browser reports the PUT broken off on purpose and the refused text file.
+    console_errors.expect(r"net::ERR_FAILED.*/_storage/")
+    console_errors.expect(r"status of 4\d\d.*/_storage/")
     console.sign_in_as("photographer")
     project = console.new_project()
     text = tmp_path / "not-a-photo.jpg"
@@ -149,6 +158,14 @@ def test_a_failed_file_shows_its_reason_and_the_batch_carries_on(
     expect(counts.locator('[data-state="rejected"] dd')).to_have_text("1")
     expect(counts.locator('[data-state="pending"] dd')).to_have_text("1")  # the broken PUT
     expect(console.page.locator("#overview-failures li")).to_contain_text("not_an_image")
+    expect(console.page.locator("#overview-failures li")).to_contain_text("not-a-photo.jpg")
+    # The headline counts what the tiles count, in the tiles' words.
+    expect(console.page.locator("#overview-status")).to_have_text(
+        re.compile(r": 4 photos: 2 done, 1 waiting for upload, 1 rejected\.$")
+    )
+    tiles = counts.locator("[data-state] dd").all_inner_texts()
+    assert sum(int(n) for n in tiles) == int(counts.locator(".count-total dd").inner_text()) == 4
+    expect(counts.locator('[data-state="failed"] dd')).to_have_text("0")
     console.screenshots("operator-overview")
 
 

@@ -16,6 +16,7 @@ from mediaplane.jobs.models import StepStatus
 from mediaplane.settings import Settings
 from tests.imaging import factories
 from tests.jobs.helpers import drain, steps_of, upload_photo, wait_until
+from tests.media_api.helpers import bearer, put_to_presigned
 
 
 @pytest.fixture
@@ -90,8 +91,8 @@ def test_jobs_shows_counts_and_failure_reasons(operator_env, processed) -> None:
     # step │ queued │ running │ done │ failed
     assert table_row(result.stdout, "thumbnail") == ["thumbnail", "0", "0", "1", "1"]
     assert table_row(result.stdout, "watermark") == ["watermark", "0", "0", "1", "1"]
-    # kind │ pending │ uploaded │ rejected │ expired
-    assert table_row(result.stdout, "photo") == ["photo", "0", "2", "0", "0"]
+    # kind │ pending │ uploaded │ rejected │ expired │ erased
+    assert table_row(result.stdout, "photo") == ["photo", "0", "2", "0", "0", "0"]
     assert table_row(result.stdout, "(empty)")  # nothing waiting in the queue
     failure = table_row(result.stdout, str(processed["corrupt"]))
     assert failure[1] == str(processed["project"])
@@ -101,7 +102,7 @@ def test_jobs_shows_counts_and_failure_reasons(operator_env, processed) -> None:
 def test_reprocess_no_wait_queues_the_photo_again(app: FastAPI, operator_env, processed) -> None:
     result = run("reprocess", "--photo", str(processed["good"]), "--no-wait")
     assert result.exit_code == 0, result.output
-    assert "queued 2 steps (thumbnail, watermark) of 1 photos" in result.output
+    assert "queued 2 steps (thumbnail, watermark) of 1 photo\n" in result.output
     states = {(s.upload_id, s.step): s.status for s in steps_of(app)}
     assert states == {
         (processed["good"], "thumbnail"): StepStatus.QUEUED,
@@ -109,6 +110,31 @@ def test_reprocess_no_wait_queues_the_photo_again(app: FastAPI, operator_env, pr
         (processed["corrupt"], "thumbnail"): StepStatus.FAILED,
         (processed["corrupt"], "watermark"): StepStatus.FAILED,
     }
+
+
+def test_jobs_lists_selfies_erased_on_revocation(
+    client, make_token, operator_env, processed
+) -> None:
+    user = bearer(make_token(aud="media", roles=["user"], sub="attendee-cli"))
+    assert client.put("/v1/me/consents/biometric_processing", headers=user).status_code == 201
+    upload = client.post("/v1/selfie/upload-url", headers=user).json()
+    image = factories.jpeg_bytes(320, 240)
+    assert put_to_presigned(client, upload["uploadUrl"], image).status_code == 200
+    assert client.delete("/v1/me/consents/biometric_processing", headers=user).status_code == 200
+    result = run("jobs")
+    assert result.exit_code == 0, result.output
+    # kind │ pending │ uploaded │ rejected │ expired │ erased
+    assert table_row(result.stdout, "selfie") == ["selfie", "0", "0", "0", "0", "1"]
+
+
+def test_reprocess_of_a_project_says_photos_and_steps_in_the_plural(
+    operator_env, processed
+) -> None:
+    result = run("reprocess", "--project", str(processed["project"]), "--no-wait")
+    assert result.exit_code == 0, result.output
+    assert "queued 4 steps (thumbnail, watermark) of 2 photos" in result.output
+    result = run("reprocess", "--photo", str(processed["good"]), "--step", "thumbnail", "--no-wait")
+    assert "queued 1 step (thumbnail) of 1 photo\n" in result.output
 
 
 def test_reprocess_waits_for_the_workers_and_summarizes(

@@ -253,12 +253,16 @@ def test_complete_before_upload_is_a_conflict_and_changes_nothing(
 def test_selfie_flow_and_my_selfie(client: TestClient, make_token) -> None:
     user = bearer(make_token(aud="media", roles=["user"], sub="user-9"))
     assert client.get("/v1/me/selfie", headers=user).status_code == 404
+    # A page asking on load: "none yet" without an error status.
+    none_yet = client.get("/v1/me/selfie", params={"optional": "true"}, headers=user)
+    assert (none_yet.status_code, none_yet.content) == (204, b"")
     client.put("/v1/me/consents/biometric_processing", headers=user)
     selfie = client.post("/v1/selfie/upload-url", headers=user).json()
     assert client.get("/v1/me/selfie", headers=user).json()["status"] == "pending"
     assert put_to_presigned(client, selfie["uploadUrl"], (FACES / "biden_1.jpg").read_bytes())
     mine = client.get("/v1/me/selfie", headers=user).json()
     assert mine["selfieId"] == selfie["selfieId"] and mine["status"] == "uploaded"
+    assert client.get("/v1/me/selfie?optional=true", headers=user).json() == mine
     assert client.get(mine["download"]["url"]).status_code == 200
     other = bearer(make_token(aud="media", roles=["user"], sub="user-10"))
     resp = client.post(f"/v1/selfie/{selfie['selfieId']}/complete", headers=other)
@@ -268,6 +272,8 @@ def test_selfie_flow_and_my_selfie(client: TestClient, make_token) -> None:
 def test_operator_profile_picture_is_replaced_and_readable(client: TestClient, make_token) -> None:
     op = bearer(make_token(aud="backoffice", roles=["operator"], sub="op-1"))
     assert client.get("/v1/operators/op-1/profile-picture", headers=op).status_code == 404
+    none_yet = client.get("/v1/operators/op-1/profile-picture?optional=true", headers=op)
+    assert none_yet.status_code == 204
     for face in ("obama_1.jpg", "biden_2.jpg"):
         body = client.post("/v1/operators/me/profile-picture/upload-url", headers=op).json()
         assert put_to_presigned(client, body["uploadUrl"], (FACES / face).read_bytes())

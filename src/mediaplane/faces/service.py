@@ -142,7 +142,7 @@ def erase_user(session: Session, store: ObjectStore, index: FaceIndex, *, user_i
         update(PendingUpload)
         .where(PendingUpload.owner_id == user_id, PendingUpload.kind == UploadKind.SELFIE)
         .where(PendingUpload.status.in_([UploadStatus.PENDING, UploadStatus.UPLOADED]))
-        .values(status="erased", reason="biometric data erased")
+        .values(status=UploadStatus.ERASED, reason="biometric data erased")
     )
     deleted = 0
     for key in list(store.list(f"selfies/{user_id}/")):

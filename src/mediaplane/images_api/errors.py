@@ -1,5 +1,6 @@
 """Authgear's error shape for every Images endpoint:
-`{"error": {"name": "Invalid", "reason": "InvalidSignature", "message": "...", "code": 400}}`.
+`{"error": {"name": "Invalid", "reason": "InvalidSignature", "message": "...", "code": 400,
+"info": {"request_id": "..."}}}`; `info` also carries the details of some errors (`causes`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from mediaplane.access_log import current_request_id
 from mediaplane.errors import ErrorKind, MediaplaneError
 from mediaplane.web import STATUS_BY_KIND, Handler, error_headers
 
@@ -46,8 +48,10 @@ def authgear_error(
         "message": message,
         "code": status,
     }
-    if info:
-        error["info"] = info
+    # The id a user quotes (also in the X-Request-Id header and the access log).
+    request_id = current_request_id()
+    if info or request_id:
+        error["info"] = {**(info or {}), **({"request_id": request_id} if request_id else {})}
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 

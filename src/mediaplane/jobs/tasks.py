@@ -154,6 +154,11 @@ WORK: dict[StepName, StepWork] = {
 }
 
 
+# The periodic upkeep: procrastinate's lines about their jobs are debug (see mediaplane.logs);
+# they log themselves only when they did something.
+PERIODIC_TASKS = frozenset({"sweep_uploads", "reconcile_steps", "retry_stalled_jobs"})
+
+
 def register(app: procrastinate.App, env: JobEnv) -> None:
     """Add every task to `app`, bound to `env`."""
     max_attempts = env.settings.job_max_attempts

@@ -283,14 +283,33 @@ def list_project_photos(
     return PhotoPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/me/selfie", response_model=SelfieView)
-def my_selfie(request: Request, principal: Principal = Depends(user)) -> SelfieView:
+# `?optional=true`: "none yet" is an expected answer (a page asking on load), not an error:
+# 204 instead of 404, which browsers report as a failed load in their console.
+OptionalQuery = Annotated[
+    bool, Query(description="Answer 204 instead of 404 when there is none yet.")
+]
+
+
+def _none_yet(optional: bool, error: NotFound) -> Response:
+    if optional:
+        return Response(status_code=204)
+    raise error
+
+
+@router.get(
+    "/me/selfie",
+    response_model=SelfieView,
+    responses={204: {"description": "No selfie yet, with `optional=true`."}},
+)
+def my_selfie(
+    request: Request, principal: Principal = Depends(user), optional: OptionalQuery = False
+) -> SelfieView | Response:
     """The user's latest selfie: its status, face processing, and a presigned GET."""
     settings, db, store = _deps(request)
     with db.transaction() as session:
         selfie = service.latest(session, owner_id=principal.subject, kind=UploadKind.SELFIE)
         if selfie is None:
-            raise NotFound("selfie_not_found", "no selfie uploaded yet")
+            return _none_yet(optional, NotFound("selfie_not_found", "no selfie uploaded yet"))
         return service.selfie_view(session, store, settings, selfie)
 
 
@@ -320,10 +339,17 @@ def my_photos(
     return MyPhotos(items=items)
 
 
-@router.get("/operators/{operator_id}/profile-picture", response_model=Download)
+@router.get(
+    "/operators/{operator_id}/profile-picture",
+    response_model=Download,
+    responses={204: {"description": "No picture yet, with `optional=true`."}},
+)
 def operator_profile_picture(
-    operator_id: str, request: Request, principal: Principal = Depends(anyone)
-) -> Download:
+    operator_id: str,
+    request: Request,
+    principal: Principal = Depends(anyone),
+    optional: OptionalQuery = False,
+) -> Download | Response:
     """A presigned GET of an operator's profile picture, or 404."""
     settings, db, store = _deps(request)
     with db.transaction() as session:
@@ -334,5 +360,8 @@ def operator_profile_picture(
             status=UploadStatus.UPLOADED,
         )
     if picture is None:
-        raise NotFound("profile_picture_not_found", f"operator {operator_id} has no picture")
+        return _none_yet(
+            optional,
+            NotFound("profile_picture_not_found", f"operator {operator_id} has no picture"),
+        )
     return service.download(store, settings, picture.key)

@@ -196,7 +196,7 @@ def selfie_view(
 
 def face_status(session: Session, selfie: PendingUpload) -> FaceStatus:
     """The selfie's face processing, from its step and the enrolled face."""
-    if selfie.status == "erased":
+    if selfie.status == UploadStatus.ERASED:
         return FaceStatus(status="erased")
     enrolled = session.get(SelfieFace, selfie.owner_id)
     if enrolled is not None and enrolled.selfie_id == selfie.id:

@@ -29,6 +29,8 @@ class UploadStatus(StrEnum):
     UPLOADED = "uploaded"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    # A selfie whose biometric data was erased when consent was revoked (the row stays).
+    ERASED = "erased"
 
 
 class PendingUpload(Base):

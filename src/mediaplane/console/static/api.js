@@ -85,12 +85,13 @@ export const media = {
   revokeConsent: (purpose) => request('DELETE', `/v1/me/consents/${q(purpose)}`),
   selfieUploadUrl: () => request('POST', '/v1/selfie/upload-url'),
   completeSelfie: (selfieId) => request('POST', `/v1/selfie/${q(selfieId)}/complete`),
-  mySelfie: () => request('GET', '/v1/me/selfie'),
+  // `optional=true`: none yet is 204 (null here), not a 404 the browser reports as an error.
+  mySelfie: () => request('GET', '/v1/me/selfie?optional=true'),
   deleteMySelfie: () => request('DELETE', '/v1/me/selfie'),
   myPhotos: (projectId) => request('GET', `/v1/me/photos?projectId=${q(projectId)}`),
   profilePictureUploadUrl: () => request('POST', '/v1/operators/me/profile-picture/upload-url'),
   operatorProfilePicture: (operatorId) =>
-    request('GET', `/v1/operators/${q(operatorId)}/profile-picture`),
+    request('GET', `/v1/operators/${q(operatorId)}/profile-picture?optional=true`),
 };
 
 /** The Images server (authgear-images.md). */

@@ -35,13 +35,13 @@ export function openViewer({ src, alt, caption, links = [] }) {
 
 /**
  * One grid cell: a button showing `thumb` that opens `large` in the viewer.
- * `caption` is visible under the image; `alt` describes it.
+ * `caption` is visible under the image; `alt` describes it (the image's text alternative).
  */
 export function photoTile({ thumb, large, alt, caption, links, dataset }) {
   return h('li', { class: 'tile', dataset },
     h('button', {
       type: 'button', class: 'tile-open', 'aria-label': `Open ${alt}`,
       onclick: () => openViewer({ src: large, alt, caption, links }),
-    }, h('img', { src: thumb, alt: '', loading: 'lazy', decoding: 'async' })),
+    }, h('img', { src: thumb, alt, loading: 'lazy', decoding: 'async' })),
     caption && h('p', { class: 'tile-caption' }, caption));
 }

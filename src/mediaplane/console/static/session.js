@@ -30,6 +30,12 @@ export function signIn(token, via) {
   return session;
 }
 
+/** Whether `session` is still the one signed in: a screen built for another identity stops its
+ * background work (refreshes, polls) instead of calling the API with the new token. */
+export function stillSignedIn(session) {
+  return Boolean(session) && currentSession()?.token === session.token;
+}
+
 export function signOut() {
   sessionStorage.removeItem(KEY);
   document.dispatchEvent(new CustomEvent('session-changed'));

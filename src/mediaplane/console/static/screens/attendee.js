@@ -3,10 +3,12 @@
 
 import { ApiError, complete, media } from '../api.js';
 import { announce, filePicker, formatTime, h, shortId, statusLine } from '../dom.js';
+import { photoName } from '../file-names.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
 import { describe } from '../reasons.js';
+import { stillSignedIn } from '../session.js';
 import { progressMeter, putToPresigned } from '../transfer.js';
 
 export const title = 'Attendee';
@@ -69,7 +71,7 @@ function consentPanel({ onChange }) {
   return { el, load };
 }
 
-function selfiePanel({ onIndexed }) {
+function selfiePanel({ session, onIndexed }) {
   const picker = filePicker({
     id: 'selfie-file', label: 'Take or choose a selfie', capture: 'user',
     onFiles: ([file]) => upload(file),
@@ -119,7 +121,7 @@ function selfiePanel({ onIndexed }) {
       const selfie = await fetchSelfie();
       show(selfie);
       return waiting(selfie) ? null : { latest: selfie };
-    });
+    }, { active: () => stillSignedIn(session) });
     if (latest?.face.status === 'indexed') {
       announce('Your face was found on your selfie.');
       onIndexed();
@@ -202,8 +204,8 @@ function myPhotosPanel() {
         return photoTile({
           thumb: preview.url,
           large: preview.url,
-          alt: `photo ${shortId(p.photoId)}, similarity ${p.similarity} %`,
-          caption: `Similarity ${p.similarity} %`,
+          alt: `${photoName(p)}, similarity ${p.similarity} %`,
+          caption: `${photoName(p)} · similarity ${p.similarity} %`,
           dataset: { photoId: p.photoId, similarity: p.similarity },
         });
       }));
@@ -230,9 +232,9 @@ function myPhotosPanel() {
   };
 }
 
-export function create() {
+export function create({ session }) {
   const photos = myPhotosPanel();
-  const selfie = selfiePanel({ onIndexed: () => photos.load() });
+  const selfie = selfiePanel({ session, onIndexed: () => photos.load() });
   const consent = consentPanel({
     onChange: (active) => {
       selfie.setConsent(active);

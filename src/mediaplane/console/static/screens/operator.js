@@ -5,12 +5,16 @@ import { ApiError, media } from '../api.js';
 import { filePicker, formatTime, h, shortId, statusLine } from '../dom.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
+import { fileNameOf } from '../file-names.js';
 import { describe } from '../reasons.js';
+import { stillSignedIn } from '../session.js';
 import { progressMeter, putToPresigned } from '../transfer.js';
 
 export const title = 'Operator';
 export const needs = { audiences: ['backoffice'], roles: ['operator'] };
 
+// Every photo is in exactly one state, so the tiles add up to the total; the headline names
+// the same states with the same words.
 const STATES = [
   ['done', 'Done'],
   ['processing', 'Processing'],
@@ -19,6 +23,15 @@ const STATES = [
   ['rejected', 'Rejected'],
   ['expired', 'Expired'],
 ];
+const PROBLEMS = ['failed', 'rejected', 'expired'];
+
+/** "4 photos: 2 done, 1 waiting for upload, 1 rejected" — the tiles' counts, in words. */
+export function overviewHeadline(total, byState) {
+  const parts = STATES.filter(([key]) => byState[key] > 0)
+    .map(([key, label]) => `${byState[key]} ${label.toLowerCase()}`);
+  const photos = `${total} photo${total === 1 ? '' : 's'}`;
+  return parts.length ? `${photos}: ${parts.join(', ')}` : photos;
+}
 
 /** One word for where a photo is: its upload status, then its steps. */
 export function photoState(photo) {
@@ -26,6 +39,11 @@ export function photoState(photo) {
   const steps = Object.values(photo.steps ?? {});
   if (steps.some((s) => s.status === 'failed')) return 'failed';
   return steps.length && steps.every((s) => s.status === 'done') ? 'done' : 'processing';
+}
+
+function nameIfKnown(photo) {
+  const name = fileNameOf(photo.photoId);
+  return name ? `${name}: ` : '';
 }
 
 function failureText(photo) {
@@ -90,7 +108,7 @@ function profilePanel(session) {
       fileUrl.hidden = false;
       fileUrl.replaceChildren('Stored identifier (fileUrl): ', h('code', {}, target.fileUrl));
       // No `complete` exists for profile pictures: wait until the service has noticed it.
-      show(await pollUntil(fetchPicture, { timeout: 60_000 }));
+      show(await pollUntil(fetchPicture, { timeout: 60_000, active: () => stillSignedIn(session) }));
     } catch (error) {
       status.set(`Upload failed: ${describe(error)}`, 'error');
     } finally {
@@ -108,7 +126,7 @@ function overviewPanel() {
   const status = statusLine({ id: 'overview-status' });
   const counts = h('dl', { class: 'counts', id: 'overview-counts' });
   const failures = h('ul', { class: 'failures', id: 'overview-failures' });
-  const failuresTitle = h('h3', { hidden: true }, 'Failures');
+  const failuresTitle = h('h3', { hidden: true }, 'Failed, rejected or expired');
   const picker = projectPicker({ name: 'operator', action: 'Load', onSubmit: load });
 
   async function allPhotos(projectId) {
@@ -138,13 +156,13 @@ function overviewPanel() {
       h('div', { class: 'count-total' }, h('dt', {}, 'Photos'), h('dd', {}, photos.length)),
       ...STATES.map(([key, label]) =>
         h('div', { dataset: { state: key } }, h('dt', {}, label), h('dd', {}, byState[key]))));
-    const failed = photos.filter((p) => ['failed', 'rejected', 'expired'].includes(photoState(p)));
+    const failed = photos.filter((p) => PROBLEMS.includes(photoState(p)));
     failuresTitle.hidden = failed.length === 0;
     failures.replaceChildren(...failed.map((p) =>
       h('li', { dataset: { photoId: p.photoId } },
-        h('code', {}, shortId(p.photoId)), ` ${photoState(p)} — ${failureText(p)}`,
+        h('code', {}, shortId(p.photoId)), ` ${nameIfKnown(p)}${photoState(p)} — ${failureText(p)}`,
         h('span', { class: 'hint' }, ` (${formatTime(p.createdAt)})`))));
-    status.set(`Project ${shortId(projectId)}: ${photos.length} photos, ${failed.length} failed.`,
+    status.set(`Project ${shortId(projectId)}: ${overviewHeadline(photos.length, byState)}.`,
       failed.length ? 'error' : 'ok');
   }
 

@@ -4,9 +4,11 @@
 import { describe } from '../reasons.js';
 import { complete, media } from '../api.js';
 import { announce, h, shortId, statusLine } from '../dom.js';
+import { photoName, rememberFileName } from '../file-names.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
+import { stillSignedIn } from '../session.js';
 import { putToPresigned } from '../transfer.js';
 import { uploadRow } from '../upload-row.js';
 
@@ -144,6 +146,7 @@ export function create({ session }) {
         // A retry asks for a new URL: the issued one may belong to an upload that settled.
         const target = issued ?? await media.photoUploadUrl(project, session.audiences[0]);
         issued = null;
+        rememberFileName(target.photoId, file.name);
         await putToPresigned(target.uploadUrl, file, (sent, total) => row.progress(sent, total));
         await complete(() => media.completePhoto(target.photoId));
         return target.photoId;
@@ -154,7 +157,7 @@ export function create({ session }) {
         const latest = await media.photo(photoId);
         row.showSteps(latest);
         return isSettled(latest) ? latest : null;
-      });
+      }, { active: () => stillSignedIn(session) });
       const failure = failureOf(view);
       if (failure) {
         row.setState('failed', 'failed');
@@ -180,14 +183,14 @@ export function create({ session }) {
   }
 
   async function refreshGrid(cursor = null) {
-    if (!projectId) return;
+    if (!projectId || !stillSignedIn(session)) return;
     try {
       const page = await media.projectPhotos(projectId, { cursor });
       const tiles = page.items.filter((p) => p.downloads['thumb-400']).map((p) => photoTile({
         thumb: p.downloads['thumb-400'].url,
         large: (p.downloads['thumb-800'] ?? p.downloads['thumb-400']).url,
-        alt: `photo ${shortId(p.photoId)}`,
-        caption: p.width ? `${p.width}×${p.height}` : '',
+        alt: photoName(p),
+        caption: [photoName(p), p.width ? `${p.width}×${p.height}` : ''].filter(Boolean).join(' · '),
         links: [
           { href: p.downloads.original.url, label: 'Original' },
           p.downloads.watermarked && { href: p.downloads.watermarked.url, label: 'Watermarked' },
