@@ -87,18 +87,23 @@ class Server:
 
     # --- the service -------------------------------------------------------------------------
 
-    def start(self, timeout: float = 90) -> None:
-        log(f"starting mediaplane serve on {self.base} (data dir {self.data})")
-        t0 = time.perf_counter()
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*self.cmd, "serve"],
+    def spawn(self, *args: str, log_name: str = "server.log") -> subprocess.Popen[bytes]:
+        """`mediaplane ARGS...` with this data dir and environment, logging to the work dir."""
+        with (self.work / log_name).open("ab") as out:
+            return subprocess.Popen(
+                [*self.cmd, *args],
                 env=self.env,
                 cwd=self.work,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+
+    def start(self, *args: str, timeout: float = 90) -> None:
+        """`mediaplane serve ARGS...`, waiting until /readyz answers 200."""
+        log(f"starting mediaplane serve on {self.base} (data dir {self.data})")
+        t0 = time.perf_counter()
+        self.proc = self.spawn("serve", *args)
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:

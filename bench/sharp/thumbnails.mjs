@@ -10,6 +10,10 @@
 //       input is decoded twice, each time with shrink-on-load for its own width.
 //   "one-decode": decode once to 800 px (raw pixels), then encode that and a 400 px resize of
 //       it: what Mediaplane does, written by hand in Sharp.
+//   "watermark": Mediaplane's `make_watermarked` work: per photo, resize to the box the job
+//       gives for it (`boxes[i]`, Mediaplane's output size), composite the job's tiled overlay
+//       (`overlays[i]`: the text block as raw grey+alpha, tiled), baseline JPEG Q85. The
+//       overlay is loaded once per file, as Mediaplane renders it once per text and size.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import sharp from "sharp";
@@ -23,7 +27,12 @@ sharp.cache(false);
 const WIDTHS = [800, 400];
 const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const inputs = job.files.map((f) => readFileSync(f));
-const derivatives = job.mode === "one-decode" ? oneDecode : twoPipelines;
+const derivatives = { "one-decode": oneDecode, watermark: watermarked }[job.mode] ?? twoPipelines;
+const overlays = (job.overlays ?? []).map((o) => ({
+  input: readFileSync(o.file),
+  raw: { width: o.width, height: o.height, channels: 4 },
+  tile: true,
+}));
 
 const JPEG = { quality: 82, progressive: true, mozjpeg: false };
 
@@ -59,6 +68,21 @@ async function oneDecode(input) {
   ];
 }
 
+const WATERMARK_JPEG = { quality: 85, progressive: false, optimiseCoding: false, mozjpeg: false };
+
+async function watermarked(input, i) {
+  const [width, height] = job.boxes[i];
+  return [
+    await sharp(input)
+      .rotate()
+      .resize({ width, height, fit: "inside", withoutEnlargement: true })
+      .toColourspace("srgb")
+      .composite([overlays[i]])
+      .jpeg(WATERMARK_JPEG)
+      .toBuffer({ resolveWithObject: true }),
+  ];
+}
+
 const cpuSeconds = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -67,8 +91,9 @@ const cpuSeconds = () => {
 const baselineRss = process.memoryUsage().rss;
 const outputs = [];
 for (const [i, input] of inputs.entries()) {
-  for (const { data, info } of await derivatives(input)) {
-    const name = `${i}-${WIDTHS[outputs.length % 2]}.jpg`;
+  for (const { data, info } of await derivatives(input, i)) {
+    const tag = job.mode === "watermark" ? "wm" : WIDTHS[outputs.length % 2];
+    const name = `${i}-${tag}.jpg`;
     if (job.out_dir) writeFileSync(join(job.out_dir, name), data);
     outputs.push({ index: i, file: name, width: info.width, height: info.height, bytes: data.length });
   }
@@ -80,7 +105,7 @@ const cpu0 = cpuSeconds();
 const t0 = process.hrtime.bigint();
 let elapsed = 0;
 while (passes === 0 || elapsed < job.seconds) {
-  for (const input of inputs) await derivatives(input);
+  for (const [i, input] of inputs.entries()) await derivatives(input, i);
   photos += inputs.length;
   passes += 1;
   elapsed = Number(process.hrtime.bigint() - t0) / 1e9;

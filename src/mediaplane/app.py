@@ -23,7 +23,7 @@ from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.service import erase_user
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
-from mediaplane.images_api.service import KnownFiles
+from mediaplane.images_api.service import KnownFiles, RenderedVariants
 from mediaplane.jobs.metrics import DatabaseGauges
 from mediaplane.jobs.worker import InProcessWorker, job_env
 from mediaplane.keys import load_or_create_secret
@@ -79,6 +79,7 @@ def create_app(
     app.state.verifier = build_verifier(settings)
     app.state.images_signer = UploadSigner(images_signing_key(settings))
     app.state.images_files = KnownFiles()
+    app.state.images_variants = RenderedVariants(settings.images_memory_cache_bytes)
     app.state.uploads = tracker
     # Where faces are kept (pgvector or Rekognition): erasure needs it even with FACE_ENGINE=off.
     app.state.face_index = build_index(settings)

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     images_upload_rate_limit: int = Field(default=10, gt=0, description="Signed URLs per user.")
     images_upload_rate_window_seconds: int = Field(default=60, gt=0)
     images_cache_max_age: int = Field(default=31_536_000, ge=0)
+    images_memory_cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Rendered `profile` variants kept in memory per process (0: none).",
+    )
 
     # --- Media API (acme-media-api.md) -------------------------------------------------------
     upload_url_ttl_seconds: int = Field(default=600, gt=0, description="Presigned PUT lifetime.")

@@ -37,6 +37,8 @@ def upload_photos(console: Console, files: list[Path]) -> str:
 
 def test_photographer_uploads_photos_and_sees_their_thumbnails(console: Console) -> None:
     console.sign_in_as("photographer")
+    calls: list[str] = []
+    console.page.on("request", lambda r: calls.append(f"{r.method} {urlsplit(r.url).path}"))
     upload_photos(console, PHOTOS)
     images = console.page.locator("#project-grid li.tile img")
     expect(images).to_have_count(3)
@@ -45,6 +47,9 @@ def test_photographer_uploads_photos_and_sees_their_thumbnails(console: Console)
     assert {img.get_attribute("alt") for img in images.all()} == names
     captions = console.page.locator("#project-grid .tile-caption").all_inner_texts()
     assert {caption.split(" · ")[0] for caption in captions} == names
+    # The batch's URLs came in one request, not one per photo.
+    assert calls.count("POST /v1/photos/upload-urls") == 1
+    assert "POST /v1/photos/upload-url" not in calls
     for row in console.page.locator("#uploads li.upload").all():
         expect(row.locator("progress")).to_have_attribute("value", "1")
         expect(row.locator(".step[data-status=done]")).to_have_count(3)

@@ -11,6 +11,7 @@ import pyvips
 from fastapi.testclient import TestClient
 
 from mediaplane.images_api.models import ImagesFile
+from mediaplane.images_api.service import RenderedVariants, Variant
 from mediaplane.imaging import render_counter
 from mediaplane.runtime import Runtime
 from tests.images_api.helpers import signed_upload_url
@@ -159,3 +160,92 @@ def test_concurrent_first_gets_render_once(client: TestClient, app) -> None:
         t.join()
     assert len(set(bodies)) == 1 and len(bodies) == 6
     assert render_counter.value == before + 1
+
+
+class CountingStore:
+    """The app's store, counting reads and database-free: what a cached GET must not do."""
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self.inner = store
+        self.reads: list[str] = []
+
+    def read(self, key: str) -> bytes:
+        self.reads.append(key)
+        data: bytes = self.inner.read(key)
+        return data
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_cached_profile_get_reads_neither_storage_nor_the_database(
+    client: TestClient, app, backend: str
+) -> None:
+    upload(client, app, "fast-path", (FIXTURES / "faces" / "obama_1.jpg").read_bytes())
+    first = client.get("/_images/app/fast-path/profile")
+    assert first.status_code == 200
+    counting = CountingStore(app.state.store)
+    app.state.store = counting
+    app.state.db = None  # any query now fails loudly
+
+    again = client.get("/_images/app/fast-path/profile")
+    revalidated = client.get(
+        "/_images/app/fast-path/profile", headers={"If-None-Match": first.headers["etag"]}
+    )
+
+    assert again.status_code == 200
+    assert again.content == first.content
+    assert again.headers["etag"] == first.headers["etag"]
+    assert again.headers["content-type"] == "image/jpeg"
+    assert revalidated.status_code == 304
+    assert counting.reads == []
+
+
+@pytest.mark.parametrize("settings_overrides", [{"images_memory_cache_bytes": 0}])
+def test_without_the_memory_cache_the_variant_comes_from_storage(client: TestClient, app) -> None:
+    upload(client, app, "no-memory", (FIXTURES / "faces" / "obama_1.jpg").read_bytes())
+    first = client.get("/_images/app/no-memory/profile")
+    counting = CountingStore(app.state.store)
+    app.state.store = counting
+
+    again = client.get("/_images/app/no-memory/profile")
+
+    assert again.content == first.content
+    # One read: the variant cached in storage (not the original: nothing is rendered again).
+    assert len(counting.reads) == 1
+    assert counting.reads[0].startswith("_variants/")
+    assert counting.reads[0].endswith("/app/no-memory/profile")
+
+
+def test_rendered_variants_are_bounded_by_bytes_least_recently_used_first() -> None:
+    kept = RenderedVariants(capacity_bytes=10)
+    for name in ("a", "b", "c"):
+        kept.put(Variant(data=b"x" * 4, content_type="image/jpeg", etag=name))
+    # 12 bytes asked for, 10 allowed: the oldest went.
+    assert [kept.get(n) is not None for n in ("a", "b", "c")] == [False, True, True]
+    assert kept.get("b") is not None  # b is now the most recent: c goes next
+    kept.put(Variant(data=b"y" * 4, content_type="image/jpeg", etag="d"))
+    assert [kept.get(n) is not None for n in ("b", "c", "d")] == [True, False, True]
+    kept.put(Variant(data=b"z" * 11, content_type="image/jpeg", etag="huge"))
+    assert kept.get("huge") is None  # larger than the whole cache: never kept
+    assert kept.get("d") is not None
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_small_original_is_served_from_memory_once_read(
+    client: TestClient, app, backend: str
+) -> None:
+    data = (FIXTURES / "faces" / "obama_1.jpg").read_bytes()
+    upload(client, app, "small-original", data)
+    first = client.get("/_images/app/small-original/original")
+    counting = CountingStore(app.state.store)
+    app.state.store = counting
+
+    again = client.get("/_images/app/small-original/original")
+
+    assert first.content == again.content == data
+    assert again.headers["content-type"] == "image/jpeg"
+    assert again.headers["content-disposition"] == "inline"
+    assert again.headers["etag"] == first.headers["etag"]
+    assert counting.reads == []

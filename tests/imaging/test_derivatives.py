@@ -17,6 +17,7 @@ from PIL import Image
 
 from mediaplane.imaging import ImageLimits, ImageRejected, make_thumbnails, make_watermarked
 from mediaplane.imaging.derivatives import (
+    PREVIEW_UNDERSHOOT,
     WATERMARK_QUALITY,
     decode_within,
     encode_jpeg,
@@ -80,6 +81,18 @@ def assert_stripped_progressive_jpeg(data: bytes) -> None:
     markers = jpeg_markers(data)
     assert 0xC2 in markers, "not a progressive JPEG (no SOF2)"
     assert not {0xC0, 0xC1} & markers, "a baseline frame header (SOF0/SOF1)"
+    assert_stripped_jpeg(data)
+
+
+def assert_stripped_baseline_jpeg(data: bytes) -> None:
+    """SOF0 (baseline: the watermarked preview), and no metadata segment at all."""
+    markers = jpeg_markers(data)
+    assert 0xC0 in markers, "not a baseline JPEG (no SOF0)"
+    assert 0xC2 not in markers, "a progressive frame header (SOF2)"
+    assert_stripped_jpeg(data)
+
+
+def assert_stripped_jpeg(data: bytes) -> None:
     assert factories.jpeg_metadata_segments(data) == []
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "JPEG"
@@ -97,8 +110,12 @@ def reference_thumbnails(family: str) -> dict[int, pyvips.Image]:
 def plain_resize(source: bytes, max_edge: int = 2048) -> pyvips.Image:
     """The watermark pipeline without its watermark step: what the photo looks like bare."""
     fmt, header, _ = open_checked(source, LIMITS)
-    image = opaque_srgb(decode_within(source, fmt, header, width=max_edge, height=max_edge))
-    return pixels(encode_jpeg(image, quality=WATERMARK_QUALITY).data)
+    image = opaque_srgb(
+        decode_within(
+            source, fmt, header, width=max_edge, height=max_edge, undershoot=PREVIEW_UNDERSHOOT
+        )
+    )
+    return pixels(encode_jpeg(image, quality=WATERMARK_QUALITY, progressive=False).data)
 
 
 @functools.cache
@@ -176,7 +193,7 @@ def test_gps_exif_xmp_iptc_and_icc_are_stripped() -> None:
     ]
 
     for image in outputs:
-        assert_stripped_progressive_jpeg(image.data)
+        assert_stripped_jpeg(image.data)
         assert b"Jane Doe" not in image.data
         assert b"Mediaplane Test Camera" not in image.data
 
@@ -256,7 +273,14 @@ def test_transparency_is_flattened_onto_white() -> None:
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((3000, 2000), (2048, 1365)), ((2000, 3000), (1365, 2048)), ((800, 600), (800, 600))],
+    [
+        ((3000, 2000), (2048, 1365)),
+        ((2000, 3000), (1365, 2048)),
+        ((800, 600), (800, 600)),
+        # Within PREVIEW_UNDERSHOOT of the cap, the JPEG's 1/2 DCT shrink is the whole resize.
+        ((4000, 3000), (2000, 1500)),
+        ((3000, 4000), (1500, 2000)),
+    ],
 )
 def test_watermarked_long_edge_is_capped_never_upscaled(
     size: tuple[int, int], expected: tuple[int, int]
@@ -266,7 +290,7 @@ def test_watermarked_long_edge_is_capped_never_upscaled(
     out = pixels(rendered.data)
     assert (rendered.width, rendered.height) == (out.width, out.height) == expected
     assert (out.bands, rendered.content_type) == (3, "image/jpeg")
-    assert_stripped_progressive_jpeg(rendered.data)
+    assert_stripped_baseline_jpeg(rendered.data)
 
 
 def test_watermarked_is_upright() -> None:

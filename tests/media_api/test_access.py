@@ -186,6 +186,10 @@ def photo_upload_url(api: MediaApi) -> Call:
     return Call("POST", "/v1/photos/upload-url", {"projectId": str(PROJECT)})
 
 
+def photo_upload_urls(api: MediaApi) -> Call:
+    return Call("POST", "/v1/photos/upload-urls", {"projectId": str(PROJECT), "count": 3})
+
+
 def backoffice_photo_upload_url(api: MediaApi) -> Call:
     return Call("POST", "/v1/photographers/me/photos/upload-url", {"projectId": str(PROJECT)})
 
@@ -245,6 +249,7 @@ PHOTO_READERS = f"{PHOTOGRAPHERS} backoffice:operator"
 ENDPOINTS = [
     endpoint("POST /v1/selfie/upload-url", "media:user", 201, ALICE, selfie_upload_url),
     endpoint("POST /v1/photos/upload-url", "media:photographer", 201, PAT, photo_upload_url),
+    endpoint("POST /v1/photos/upload-urls", "media:photographer", 201, PAT, photo_upload_urls),
     endpoint("POST /v1/photographers/me/photos/upload-url", "backoffice:photographer", 201, PAT,
              backoffice_photo_upload_url),
     endpoint("POST /v1/operators/me/profile-picture/upload-url", "backoffice:operator", 200, OLGA,

@@ -311,6 +311,16 @@ def client_session(client: TestClient, make_token, settings: Settings) -> None:
         uploaded(client, photo["uploadUrl"], PHOTO)
         ok(client.post(f"/v1/photos/{photo['photoId']}/complete", headers=headers))
         photo_ids.append(photo["photoId"])
+    batch = ok(
+        client.post(
+            "/v1/photos/upload-urls", json={"projectId": str(project), "count": 2}, headers=pat
+        ),
+        201,
+    )
+    for photo in batch["items"]:
+        uploaded(client, photo["uploadUrl"], PHOTO)
+        ok(client.post(f"/v1/photos/{photo['photoId']}/complete", headers=pat))
+        photo_ids.append(photo["photoId"])
 
     # The photographer and an operator read them back, one by one and page by page.
     for reader in (pat, pat_dashboard, olga):

@@ -103,8 +103,14 @@ async def upload(app_id: str, object_id: str, request: Request) -> UploadURLResu
 
 
 @router.get("/_images/{app_id}/{object_id}/{option}", response_model=None)
-def serve(app_id: str, object_id: str, option: str, request: Request) -> Response:
-    """Public GET of `profile` (240×240, cached in storage) or `original` (stored bytes)."""
+async def serve(app_id: str, object_id: str, option: str, request: Request) -> Response:
+    """Public GET of `profile` (240×240, cached in storage) or `original` (stored bytes).
+
+    The fast path (a row this process has seen, a variant in memory, or a revalidation) runs
+    on the event loop with no database query, no storage read and no thread hand-off: rows
+    and variants never change once written, so what is kept cannot go stale. Anything else
+    (first sight of a row, a render, an original's bytes) runs in the thread pool.
+    """
     settings = _settings(request)
     if settings.images_host:
         target = images_origin(settings.images_host)
@@ -115,7 +121,9 @@ def serve(app_id: str, object_id: str, option: str, request: Request) -> Respons
     ref = check_ids(app_id, object_id)
     store: ObjectStore = request.app.state.store
     known: service.KnownFiles = request.app.state.images_files
-    row = known.get(request.app.state.db, ref=ref)
+    row = known.peek(ref=ref)
+    if row is None:
+        row = await run_in_threadpool(known.get, request.app.state.db, ref=ref)
 
     etag = service.profile_etag(row) if option == "profile" else service.original_etag(row)
     cache = {
@@ -127,14 +135,42 @@ def serve(app_id: str, object_id: str, option: str, request: Request) -> Respons
         return Response(status_code=304, headers=cache)
 
     if option == "profile":
-        variant = service.get_or_create_profile(store, row=row, limits=_limits(settings))
+        variants: service.RenderedVariants = request.app.state.images_variants
+        variant = variants.get(etag)
+        if variant is None:
+            variant = await run_in_threadpool(
+                service.get_or_create_profile, store, row=row, limits=_limits(settings)
+            )
+            variants.put(variant)
         return Response(variant.data, media_type=variant.content_type, headers=cache)
-    return _original(store, ref.storage_key, cache)
+    variants = request.app.state.images_variants
+    kept = variants.get(etag)
+    if kept is None and row.size <= variants.item_limit:
+        kept = await run_in_threadpool(_small_original, store, ref.storage_key, etag)
+        variants.put(kept)
+    if kept is not None:
+        headers = _disposition(kept.content_type, cache)
+        return Response(kept.data, media_type=kept.content_type, headers=headers)
+    return await run_in_threadpool(_original, store, ref.storage_key, cache)
 
 
 def _if_none_match(request: Request) -> set[str]:
     header = request.headers.get("if-none-match", "")
     return {tag.strip() for tag in header.split(",") if tag.strip()}
+
+
+def _small_original(store: ObjectStore, key: str, etag: str) -> service.Variant:
+    data = store.read(key)
+    fmt = sniff_format(data[:SNIFF_BYTES])
+    return service.Variant(
+        data=data, content_type=fmt.content_type if fmt else "application/octet-stream", etag=etag
+    )
+
+
+def _disposition(media_type: str, headers: dict[str, str]) -> dict[str, str]:
+    """Images are shown inline; anything else that was stored is only ever a download."""
+    inline = media_type != "application/octet-stream"
+    return {**headers, "Content-Disposition": "inline" if inline else "attachment"}
 
 
 def _original(store: ObjectStore, key: str, headers: dict[str, str]) -> Response:
@@ -146,18 +182,15 @@ def _original(store: ObjectStore, key: str, headers: dict[str, str]) -> Response
         if len(first) >= SNIFF_BYTES:
             break
     fmt = sniff_format(first)
-    if fmt is not None:
-        media_type = fmt.content_type
-        headers = {**headers, "Content-Disposition": "inline"}
-    else:
-        media_type = "application/octet-stream"
-        headers = {**headers, "Content-Disposition": "attachment"}
+    media_type = fmt.content_type if fmt else "application/octet-stream"
 
     def body() -> Iterator[bytes]:
         yield first
         yield from chunks
 
-    return StreamingResponse(body(), media_type=media_type, headers=headers)
+    return StreamingResponse(
+        body(), media_type=media_type, headers=_disposition(media_type, headers)
+    )
 
 
 def app_id_for(request: Request) -> str:

@@ -122,12 +122,18 @@ class KnownFiles:
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def get(self, db: Database, *, ref: ImageRef) -> ImagesFile:
+    def peek(self, *, ref: ImageRef) -> ImagesFile | None:
+        """The row if this process has seen it, without touching the database."""
         with self._lock:
             row = self._rows.get(ref)
             if row is not None:
                 self._rows.move_to_end(ref)
-                return row
+            return row
+
+    def get(self, db: Database, *, ref: ImageRef) -> ImagesFile:
+        row = self.peek(ref=ref)
+        if row is not None:
+            return row
         with db.transaction() as session:
             row = get(session, ref=ref)
             session.expunge(row)
@@ -136,6 +142,45 @@ class KnownFiles:
             if len(self._rows) > self._capacity:
                 self._rows.popitem(last=False)
         return row
+
+
+class RenderedVariants:
+    """Rendered `profile` variants, and originals of at most `item_limit` bytes, kept in
+    memory by ETag, up to `capacity_bytes` in all (LRU).
+
+    What an ETag names never changes (a row's bytes are written once; a variant's ETag names
+    the rendering version), so nothing kept can go stale; storage stays the reference for
+    other processes. A cached GET then costs no storage read and no thread hand-off.
+    """
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self._items: OrderedDict[str, Variant] = OrderedDict()
+        self._capacity = capacity_bytes
+        # An original may take a sixteenth of the cache, so a few large ones cannot flush
+        # every avatar out.
+        self.item_limit = capacity_bytes // 16
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, etag: str) -> Variant | None:
+        with self._lock:
+            variant = self._items.get(etag)
+            if variant is not None:
+                self._items.move_to_end(etag)
+            return variant
+
+    def put(self, variant: Variant) -> None:
+        if len(variant.data) > self._capacity:
+            return
+        with self._lock:
+            old = self._items.pop(variant.etag, None)
+            if old is not None:
+                self._size -= len(old.data)
+            self._items[variant.etag] = variant
+            self._size += len(variant.data)
+            while self._size > self._capacity:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped.data)
 
 
 # One render per variant at a time in this process: concurrent first requests for the same

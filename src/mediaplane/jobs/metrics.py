@@ -19,6 +19,13 @@ STEP_DURATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 
+STEP_CPU = Counter(
+    "mediaplane_step_cpu_seconds",
+    "CPU time of this process while processing steps ran, by step (exact with one job at a "
+    "time, as `worker --concurrency 1`; shared out between overlapping steps otherwise).",
+    ["step"],
+)
+
 
 class DatabaseGauges(Collector):
     """Queue depth by task and status, uploads by kind and status, steps by status."""

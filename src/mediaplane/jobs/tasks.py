@@ -110,6 +110,8 @@ def _run_step(
         log.info("step skipped: already done or unknown")
         return "skipped"
     started = time.perf_counter()
+    # Process CPU, not the thread's: libvips and dlib work in threads of their own.
+    cpu_started = time.process_time()
     try:
         facts = work(env, upload)
     except MediaplaneError as exc:
@@ -135,6 +137,7 @@ def _run_step(
         steps.finish(session, upload_id=upload_id, step=step, run=run)
     seconds = time.perf_counter() - started
     metrics.STEP_DURATION.labels(step=step.value).observe(seconds)
+    metrics.STEP_CPU.labels(step=step.value).inc(time.process_time() - cpu_started)
     log.info("step done", seconds=round(seconds, 3))
     return "done"
 

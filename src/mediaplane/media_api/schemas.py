@@ -19,6 +19,10 @@ class PhotoUploadRequest(CamelModel):
     project_id: uuid.UUID
 
 
+class PhotoBatchRequest(PhotoUploadRequest):
+    count: int = Field(ge=1, le=100, description="How many upload URLs to issue (1-100).")
+
+
 class SelfieUploadURL(CamelModel):
     selfie_id: uuid.UUID
     upload_url: str
@@ -31,6 +35,12 @@ class PhotoUploadURL(CamelModel):
     upload_url: str
     key: str
     expires_in_seconds: int
+
+
+class PhotoUploadURLs(CamelModel):
+    """Several photo upload URLs, each exactly what `POST /v1/photos/upload-url` answers."""
+
+    items: list[PhotoUploadURL]
 
 
 class ProfilePictureUploadURL(CamelModel):

@@ -70,6 +70,36 @@ def create_photo_upload(
         ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
+        fresh_key=True,
+    )
+
+
+def create_photo_uploads(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    photographer_id: str,
+    project_id: uuid.UUID,
+    count: int,
+    now: datetime,
+) -> list[tuple[PendingUpload, str]]:
+    """`count` photo uploads at once: one INSERT, one transaction (the batch endpoint)."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    return uploads.create_many(
+        session,
+        store,
+        kind=UploadKind.PHOTO,
+        owner_id=photographer_id,
+        uploads=[
+            uploads.NewUpload(key=storage_keys.photo_key(project_id, i), upload_id=i) for i in ids
+        ],
+        project_id=project_id,
+        max_bytes=settings.photo_max_bytes,
+        ttl_seconds=settings.upload_url_ttl_seconds,
+        grace_seconds=settings.upload_sweep_grace_seconds,
+        now=now,
+        fresh_keys=True,
     )
 
 

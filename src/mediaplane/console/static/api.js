@@ -74,6 +74,8 @@ export const media = {
   photoUploadUrl: (projectId, audience) =>
     request('POST', audience === 'backoffice'
       ? '/v1/photographers/me/photos/upload-url' : '/v1/photos/upload-url', { body: { projectId } }),
+  photoUploadUrls: (projectId, count) =>
+    request('POST', '/v1/photos/upload-urls', { body: { projectId, count } }),
   completePhoto: (photoId) => request('POST', `/v1/photos/${q(photoId)}/complete`),
   photo: (photoId) => request('GET', `/v1/photos/${q(photoId)}`),
   projectPhotos: (projectId, { cursor, limit = 100 } = {}) =>

@@ -110,20 +110,42 @@ export function create({ session }) {
     }
     status.set(`${files.length} file${files.length > 1 ? 's' : ''} added to project ${shortId(projectId)}.`);
     const project = projectId; // a retry goes where the first try went
-    for (const file of files) {
+    const batch = Array.from(files);
+    const rows = batch.map((file) => {
       const row = uploadRow(file, { onRetry: () => upload(file, row, project) });
       uploads.append(row.el);
-      upload(file, row, project);
-    }
+      return row;
+    });
+    issueUrls(project, batch.length).then((targets) => {
+      batch.forEach((file, i) => upload(file, rows[i], project, targets[i]));
+    });
   }
 
-  async function upload(file, row, project) {
+  /** Upload URLs for a whole batch, 100 per request (media audience); none if that fails or
+   * for the backoffice dashboard, whose route issues one at a time: each upload then asks. */
+  async function issueUrls(project, count) {
+    if (session.audiences[0] === 'backoffice') return [];
+    const targets = [];
+    try {
+      for (let start = 0; start < count; start += 100) {
+        const { items } = await media.photoUploadUrls(project, Math.min(100, count - start));
+        targets.push(...items);
+      }
+    } catch {
+      return [];
+    }
+    return targets;
+  }
+
+  async function upload(file, row, project, issued = null) {
     row.reset();
     row.setState('queued', 'queued');
     try {
       const photoId = await transfer(async () => {
         row.setState('uploading', 'uploading');
-        const target = await media.photoUploadUrl(project, session.audiences[0]);
+        // A retry asks for a new URL: the issued one may belong to an upload that settled.
+        const target = issued ?? await media.photoUploadUrl(project, session.audiences[0]);
+        issued = null;
         rememberFileName(target.photoId, file.name);
         await putToPresigned(target.uploadUrl, file, (sent, total) => row.progress(sent, total));
         await complete(() => media.completePhoto(target.photoId));
