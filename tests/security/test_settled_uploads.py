@@ -17,6 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from mediaplane.imaging.header import upright_size_of
+from mediaplane.jobs import derivatives
 from mediaplane.runtime import Runtime
 from mediaplane.uploads import PendingUpload, UploadStatus
 from mediaplane.uploads import service as uploads_service
@@ -264,3 +266,15 @@ def test_the_storage_route_refuses_keys_without_an_upload(
     assert resp.status_code == 404 and resp.json()["code"] == "upload_not_found"
     assert runtime.store.head("photos/x/y/original.jpg") is None
     runtime.store.put("photos/x/y/original.jpg", io.BytesIO(PHOTO), content_type="image/jpeg")
+
+
+@BOTH
+def test_processing_after_a_late_write_reads_the_accepted_photo(
+    client: TestClient, runtime: Runtime, make_token, backend: str
+) -> None:
+    # The jobs run later than settlement: whatever reached the key meanwhile is not their input.
+    photo = uploaded_photo(client, make_token)
+    put_again(client, photo["uploadUrl"], HTML, backend)
+    facts = derivatives.thumbnails(runtime.store, runtime.settings, row(runtime, photo["photoId"]))
+    assert facts["derivatives"] == ["thumb-400", "thumb-800"]
+    assert (facts["width"], facts["height"]) == upright_size_of(PHOTO)

@@ -144,11 +144,13 @@ class UploadTracker:
             watched = service.watched_ids(session, limit=batch)
         for upload_id in watched:
             with self.db.transaction() as session:
-                upload = service.get(session, upload_id=upload_id, lock=True)
-                if upload is None or upload.watch_until is None:
+                upload = service.get(session, upload_id=upload_id)
+                if upload is None:
                     continue
+                # Locks every upload of the key, newest first, as the other signals do.
                 if self._undo_late_write(session, upload.key, via=Signal.SWEEPER):
                     report.undone += 1
+                session.refresh(upload)
                 service.end_watch(upload, now=datetime.now(UTC), download_ttl=download_ttl)
         with self.db.transaction() as session:
             due = service.asides_due(session, now=datetime.now(UTC), limit=batch)
