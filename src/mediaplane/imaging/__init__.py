@@ -25,11 +25,13 @@ from mediaplane.imaging.profile import RenderedImage, render_counter, render_pro
 pyvips.block_untrusted_set(True)
 
 # libvips caches recent operations to reuse their results. Every request here brings new bytes,
-# so hits across requests do not happen, while each cached operation pins its input (the
-# upload's buffer) and its pixels. Measured: 40 renders of 10 MB uploads left ~150 MB resident
-# with the default 100 operations, ~85 MB with 16, ~46 MB with 0, and render and inspect times
-# were the same with 0, 16 or 100. 16 bounds what stays pinned to a few uploads.
-pyvips.cache_set_max(16)
+# so hits across requests do not happen, while each cached operation pins its input and its
+# decoder's state: a cached load of a progressive JPEG keeps all its DCT coefficients (147 MB
+# for 49 MP) alive after the request. Measured: with 16 cached operations one 49 MP profile
+# render left +146 MB resident, with 0 it left +4 MB, and 16 renders of such photos pinned
+# ~2.4 GB. Render and inspect times were the same with 0, 16 or 100. So: no operation cache;
+# memory for decodes is bounded by the decode budget (budget.py) instead.
+pyvips.cache_set_max(0)
 
 __all__ = [
     "ImageFormat",

@@ -5,8 +5,8 @@ Order matters, each step guarding the next:
 2. format: from the magic bytes, never from the client's content type or file name;
 3. header: libvips opens lazily, reading only the header (width, height, bands);
 4. pixels: width × height against the limit, BEFORE any decode (libvips has no limit of its own);
-5. a verifying decode: every byte of pixel data is read once, to catch truncated files now
-   rather than as a grey half-picture on some later request.
+5. a verifying decode, within the decode budget (budget.py): every byte of pixel data is read
+   once, to catch truncated files now rather than as a grey half-picture on a later request.
 
 Animated GIF/WebP/AVIF: the first frame is what is measured, verified and rendered (libvips
 loads one page unless asked for more), so a thousand-frame file costs one frame's work.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyvips
 
+from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.errors import corrupt_image
 from mediaplane.imaging.formats import SNIFF_BYTES, ImageFormat
 from mediaplane.imaging.limits import ImageLimits
@@ -64,7 +65,8 @@ def inspect_image(source: bytes | Path, limits: ImageLimits) -> ImageInfo:
     """Check `source` is an image within `limits` that decodes to its end; raises `ImageRejected`
     (or `ImageTooLarge`) with the reason, never a libvips error."""
     fmt, header, size = open_checked(source, limits)
-    verify_decodes(source)
+    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds):
+        verify_decodes(source)
     return ImageInfo(
         format=fmt,
         width=header.width,
