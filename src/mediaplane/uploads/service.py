@@ -19,7 +19,8 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mediaplane.imaging import ImageLimits, sniff_format
+from mediaplane.imaging import ImageLimits, ImageRejected, sniff_format
+from mediaplane.imaging.cover import COVER_PREFIX_BYTES, check_data_covers
 from mediaplane.imaging.formats import SNIFF_BYTES
 from mediaplane.storage import ObjectNotFound, ObjectStore
 from mediaplane.uploads.keys import accepted_copy_key
@@ -119,9 +120,15 @@ def notice(
         return Notice(upload, changed=False)
     if info.size > upload.max_bytes:
         return Notice(_reject(store, upload, "file_too_large", now, via, info.size), changed=True)
-    fmt = sniff_format(_leading_bytes(store, upload.key))
+    head = _leading_bytes(store, upload.key, COVER_PREFIX_BYTES)
+    fmt = sniff_format(head)
     if fmt is None or fmt not in limits.formats:
         return Notice(_reject(store, upload, "not_an_image", now, via, info.size), changed=True)
+    try:
+        # From the headers alone: a header claiming far more pixels than the data can hold.
+        check_data_covers(head, info.size)
+    except ImageRejected as exc:
+        return Notice(_reject(store, upload, exc.reason, now, via, info.size), changed=True)
     if upload.kind == UploadKind.PROFILE_PICTURE:
         # The key is reused by every new picture and a presigned PUT overwrites it before we
         # can look: keep the accepted bytes aside so a rejected successor can be undone.
@@ -142,7 +149,7 @@ def notice(
     return Notice(upload, changed=True)
 
 
-def _leading_bytes(store: ObjectStore, key: str) -> bytes:
+def _leading_bytes(store: ObjectStore, key: str, size: int = SNIFF_BYTES) -> bytes:
     try:
         chunks = store.open(key)
     except ObjectNotFound:
@@ -150,7 +157,7 @@ def _leading_bytes(store: ObjectStore, key: str) -> bytes:
     head = b""
     for chunk in chunks:
         head += chunk
-        if len(head) >= SNIFF_BYTES:
+        if len(head) >= size:
             break
     close = getattr(chunks, "close", None)
     if close is not None:
