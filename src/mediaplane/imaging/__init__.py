@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pyvips
 
+from mediaplane.imaging.budget import return_freed_memory_promptly
 from mediaplane.imaging.derivatives import make_thumbnails, make_watermarked
 from mediaplane.imaging.errors import ImageRejected, ImageTooLarge
 from mediaplane.imaging.formats import ImageFormat, sniff_format
@@ -32,6 +33,7 @@ pyvips.block_untrusted_set(True)
 # ~2.4 GB. Render and inspect times were the same with 0, 16 or 100. So: no operation cache;
 # memory for decodes is bounded by the decode budget (budget.py) instead.
 pyvips.cache_set_max(0)
+return_freed_memory_promptly()
 
 __all__ = [
     "ImageFormat",

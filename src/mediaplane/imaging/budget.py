@@ -17,6 +17,8 @@ a baseline JPEG or a plain PNG streams through a strip of rows (under 50 MB at 4
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import math
 import threading
 import time
@@ -211,3 +213,34 @@ def decode_bytes_of_prefix(prefix: bytes) -> int:
         return decode_bytes(fmt, header)
     except pyvips.Error:
         return DECODE_BUDGET.capacity_bytes
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def return_freed_memory_promptly() -> bool:
+    """Make glibc map blocks of 1 MB and more on their own and unmap them when freed.
+
+    By default glibc raises its mmap threshold each time it frees a mapped block (up to 32 MB),
+    after which the multi-megabyte buffers of later decodes come from the thread arenas and
+    stay there, fragmented: measured, 8 renders of 49 MP progressive JPEGs one or two at a
+    time (under the budget) peaked at +403 MB and left +169 MB resident; with a fixed threshold
+    +305 MB and +25 MB (16 renders: +316 MB); render times did not change beyond
+    the noise of a shared machine. Fixing the threshold turns the
+    dynamic adjustment off. Returns False where the C library is not glibc (nothing done).
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        and mallopt(_M_TRIM_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    )
