@@ -32,7 +32,12 @@ from mediaplane.images_api.models import ImagesFile
 from mediaplane.imaging import ImageLimits, make_thumbnails
 from mediaplane.imaging.budget import DECODE_BUDGET, DecodeBudget, decode_bytes
 from mediaplane.imaging.formats import ImageFormat
-from mediaplane.imaging.limits import DECODE_BUDGET_MB, DECODE_WAIT_SECONDS
+from mediaplane.imaging.limits import (
+    DECODE_BUDGET_MB,
+    DECODE_OVERHEAD_BYTES,
+    DECODE_WAIT_SECONDS,
+    STREAMING_DECODE_ROWS,
+)
 from mediaplane.runtime import Runtime
 from mediaplane.settings import Settings
 from tests.images_api.helpers import signed_upload_url
@@ -163,19 +168,18 @@ def test_a_decode_inside_a_held_reservation_takes_nothing_more() -> None:
 
 
 def test_the_estimate_follows_what_each_decoder_holds() -> None:
-    def header(data: bytes) -> pyvips.Image:
-        return pyvips.Image.new_from_buffer(data, "", access="sequential")
+    def charged(data: bytes, fmt: ImageFormat = ImageFormat.JPEG) -> int:
+        header = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        return decode_bytes(fmt, header) - DECODE_OVERHEAD_BYTES
 
-    pixels = 1000 * 1000
-    progressive = header(factories.progressive_jpeg(1000, 1000))
-    # All coefficients, 2 bytes each, luma plus two quarter-size chroma planes (4:2:0).
-    assert decode_bytes(ImageFormat.JPEG, progressive) == pixels * 3
-    baseline = header(factories.jpeg_bytes(1000, 1000))
-    assert decode_bytes(ImageFormat.JPEG, baseline) == pixels * 3  # a strip: here the frame
-    wide = header(factories.jpeg_bytes(6000, 100))
-    assert decode_bytes(ImageFormat.JPEG, wide) == 6000 * 100 * 3
-    interlaced = header(factories.interlaced_png(1000, 1000))
-    assert decode_bytes(ImageFormat.PNG, interlaced) == pixels * 3
+    pixels = 4000 * 3000
+    strip = 4000 * 3 * STREAMING_DECODE_ROWS  # rows kept by a streaming decode (or its frame)
+    # All coefficients, 2 bytes each: luma plus two quarter-size chroma planes (4:2:0).
+    assert charged(factories.progressive_jpeg(4000, 3000)) == pixels * 3
+    assert charged(factories.jpeg_bytes(4000, 4000)) == strip
+    assert charged(factories.jpeg_bytes(4000, 100)) == 4000 * 100 * 3  # no more than its frame
+    assert charged(factories.interlaced_png(4000, 3000), ImageFormat.PNG) == pixels * 3 * 2
+    assert charged(factories.png_bytes(4000, 4000), ImageFormat.PNG) == strip
 
 
 def test_the_setting_defaults_are_the_named_limits() -> None:

@@ -31,6 +31,7 @@ from mediaplane.errors import Unavailable
 from mediaplane.imaging.formats import ImageFormat, sniff_format
 from mediaplane.imaging.limits import (
     DECODE_BUDGET_BYTES,
+    DECODE_OVERHEAD_BYTES,
     DECODE_RETRY_AFTER_SECONDS,
     STREAMING_DECODE_ROWS,
 )
@@ -52,24 +53,30 @@ _SAMPLE_BYTES = {
 
 def decode_bytes(fmt: ImageFormat, header: pyvips.Image) -> int:
     """The memory a decode of this (lazily opened) image holds at its peak, estimated from the
-    header alone: the whole frame for decoders that need it, a strip of rows for the others."""
+    header alone: what the decoder must buffer (all coefficients of a progressive JPEG, the
+    whole frame of an interlaced PNG, GIF or AVIF), plus a strip of rows for the shrink after
+    it, plus a fixed overhead. Measured against bench/decode_memory.py."""
     pixels = header.width * header.height
     sample = _SAMPLE_BYTES.get(header.format, 4)
     frame = pixels * header.bands * sample
+    strip = min(frame, header.width * header.bands * sample * STREAMING_DECODE_ROWS)
     if fmt is ImageFormat.JPEG and _flag(header, "interlaced"):
-        # libjpeg buffers all coefficients of a progressive file before the first row is out.
+        # libjpeg buffers all coefficients of a progressive file before the first row is out;
+        # the rows it then produces are shrunk on load (1/8) and stream.
         planes = _JPEG_PLANES.get(_text(header, "jpeg-chroma-subsample"), float(header.bands))
         if header.bands == 1:
             planes = 1.0
-        return math.ceil(pixels * planes * 2)
-    if fmt is ImageFormat.PNG and _flag(header, "interlaced"):
-        return frame
-    if fmt in (ImageFormat.GIF, ImageFormat.AVIF):
+        held = math.ceil(pixels * planes * 2)
+    elif fmt is ImageFormat.PNG and _flag(header, "interlaced"):
+        held = frame + strip
+    elif fmt in (ImageFormat.GIF, ImageFormat.AVIF):
         # nsgif renders a frame as RGBA; libheif decodes the whole picture (and its YUV planes).
-        return max(frame, pixels * 4)
-    # Baseline JPEG, plain PNG, WebP: rows stream through; a strip of them (and the threads'
-    # buffers around it) is what stays resident, never more than the frame itself.
-    return min(frame, header.width * header.bands * sample * STREAMING_DECODE_ROWS)
+        held = max(frame, pixels * 4) + strip
+    else:
+        # Baseline JPEG, plain PNG, WebP: rows stream through; a strip of them (and the shrink's
+        # buffers around it) is what stays resident, never more than the frame itself.
+        held = strip
+    return held + DECODE_OVERHEAD_BYTES
 
 
 def _flag(header: pyvips.Image, name: str) -> bool:

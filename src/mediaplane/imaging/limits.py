@@ -24,9 +24,12 @@ DECODE_BUDGET_BYTES = DECODE_BUDGET_MB * 1024 * 1024
 DECODE_WAIT_SECONDS = 10.0
 DECODE_RETRY_AFTER_SECONDS = 5
 # Rows a streaming decoder (baseline JPEG, plain PNG, WebP) and the shrink after it keep
-# resident, as charged to the budget: measured 7-50 MB at 7000 px wide (3 bands), i.e. about
-# 2048 rows' worth.
-STREAMING_DECODE_ROWS = 2048
+# resident, as charged to the budget: measured up to 34 MB at 4000 px wide and 50 MB at
+# 7000 px (3 bands), i.e. up to ~3000 rows' worth (bench/decode_memory.py).
+STREAMING_DECODE_ROWS = 3072
+# Charged on top of every decode: libvips' per-thread buffers and the output being encoded
+# (a progressive 12 MP JPEG held 41 MB for 34 MB of coefficients).
+DECODE_OVERHEAD_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
