@@ -50,6 +50,14 @@ BURST = 16
 MAX_GROWTH_MB = 500
 
 
+@pytest.fixture(autouse=True)
+def _process_budget_restored() -> Iterator[None]:
+    # Some tests shrink the process-wide budget (through settings); later tests get it back.
+    capacity = DECODE_BUDGET.capacity_bytes
+    yield
+    DECODE_BUDGET.resize(capacity)
+
+
 # --- the budget itself ------------------------------------------------------------------------
 
 
