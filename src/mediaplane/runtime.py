@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mediaplane.db import Database, upgrade_to_head
 from mediaplane.db.embedded import EmbeddedPostgres
+from mediaplane.imaging.budget import configure_decode_budget
 from mediaplane.settings import Settings
 from mediaplane.startup import StartupError, check_database
 from mediaplane.storage import ObjectStore, build_store
@@ -52,6 +53,8 @@ def embedded_holder(pgdata: Path) -> list[str]:
 @contextmanager
 def open_runtime(settings: Settings, *, migrate: bool = True) -> Iterator[Runtime]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # One budget per process, shared by the HTTP threads and an in-process worker.
+    configure_decode_budget(settings.decode_budget_mb * 1024 * 1024)
     with ExitStack() as stack:
         url = database_url(settings, stack)
         check_database(url)

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     # --- imaging limits (checked from the header, before any decode) ---------------------------
     max_image_pixels: int = Field(default=50_000_000, gt=0)
     images_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # The decode budget (imaging/budget.py; defaults named in imaging/limits.py, kept equal by
+    # tests/security/test_decode_budget.py): memory for image decodes in flight, per process.
+    decode_budget_mb: int = Field(
+        default=320,
+        gt=0,
+        description="Memory all image decodes in flight may hold at once, per process (MB).",
+    )
+    decode_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long an Images request waits for the decode budget before a 503.",
+    )
 
     # --- Images server (authgear-images.md) ---------------------------------------------------
     images_signing_key: str | None = Field(

@@ -241,3 +241,78 @@ def flat_jpeg(level: int, width: int = 1500, height: int = 1000) -> bytes:
     """A uniformly grey JPEG (0 black, 255 white): where a watermark must still show."""
     image = (pyvips.Image.black(width, height, bands=3) + level).cast("uchar")
     return image.copy(interpretation="srgb").jpegsave_buffer(Q=90)
+
+
+def progressive_jpeg(width: int = 7000, height: int = 7000) -> bytes:
+    """A progressive JPEG (4:2:0): libjpeg must hold every DCT coefficient of it while
+    decoding, whatever size it is shrunk to (2 bytes × 1.5 samples per pixel: 147 MB at 49 MP).
+    Encoding 49 MP takes ~1.5 s: keep it in a session-scoped fixture."""
+    return picture(width, height).jpegsave_buffer(Q=85, interlace=True)
+
+
+def interlaced_png(width: int = 640, height: int = 480) -> bytes:
+    return picture(width, height).pngsave_buffer(interlace=True, compression=1)
+
+
+def jpeg_claiming(width: int, height: int, *, actual: tuple[int, int] = (16, 16)) -> bytes:
+    """A real `actual`-sized JPEG whose frame header (SOF) is patched to claim `width`×`height`:
+    its entropy-coded data covers a few blocks, the rest would be invented by the decoder."""
+    return _patch_jpeg_sof(jpeg_bytes(*actual), width, height)
+
+
+def progressive_jpeg_claiming(width: int, height: int) -> bytes:
+    data = picture(16, 16).jpegsave_buffer(Q=90, interlace=True)
+    return _patch_jpeg_sof(data, width, height)
+
+
+def png_claiming(width: int, height: int, *, actual: tuple[int, int] = (16, 16)) -> bytes:
+    """A real `actual`-sized PNG whose IHDR (CRC fixed) claims `width`×`height`."""
+    data = png_bytes(*actual)
+    ihdr = struct.pack(">II", width, height) + data[24:29]
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return data[:16] + ihdr + crc + data[33:]
+
+
+def webp_claiming(width: int, height: int, *, lossless: bool = False) -> bytes:
+    """A real 16×16 WebP (simple format, no VP8X) whose frame header claims `width`×`height`."""
+    data = bytearray(
+        picture(16, 16).webpsave_buffer(Q=80, lossless=lossless, keep=pyvips.enums.ForeignKeep.NONE)
+    )
+    if data[12:16] == b"VP8 ":
+        # Frame tag (3 bytes), start code (3), then 14-bit width and height (+2 scale bits).
+        data[26:30] = struct.pack("<HH", width, height)
+    elif data[12:16] == b"VP8L":
+        # Signature byte, then width-1 and height-1 in 14 bits each, then 4 more bits.
+        bits = struct.unpack("<I", data[21:25])[0]
+        bits = (width - 1) | ((height - 1) << 14) | (bits >> 28 << 28)
+        data[21:25] = struct.pack("<I", bits)
+    else:
+        raise ValueError(f"unexpected WebP chunk {bytes(data[12:16])!r}")
+    return bytes(data)
+
+
+def flat_image(fmt: str, width: int, height: int, level: int = 200) -> bytes:
+    """One colour all over, the most compressible legitimate picture there is."""
+    image = (pyvips.Image.black(width, height, bands=3) + level).cast("uchar")
+    image = image.copy(interpretation="srgb")
+    if fmt == "jpeg":
+        return image.jpegsave_buffer(Q=90)
+    if fmt == "progressive-jpeg":
+        return image.jpegsave_buffer(Q=90, interlace=True, optimize_coding=True)
+    if fmt == "png":
+        return image.pngsave_buffer(compression=9)
+    if fmt == "webp":
+        return image.webpsave_buffer(Q=80)
+    raise ValueError(fmt)
+
+
+def _patch_jpeg_sof(data: bytes, width: int, height: int) -> bytes:
+    at = 2
+    while at + 4 <= len(data):
+        marker = data[at + 1]
+        length = struct.unpack(">H", data[at + 2 : at + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            # SOF: length (2), precision (1), height (2), width (2)
+            return data[: at + 5] + struct.pack(">HH", height, width) + data[at + 9 :]
+        at += 2 + length
+    raise ValueError("no SOF segment")

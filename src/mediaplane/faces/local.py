@@ -48,6 +48,7 @@ import numpy as np
 import pyvips
 
 from mediaplane.faces.engine import Box, DetectedFace
+from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.derivatives import decode_within, opaque_srgb
 from mediaplane.imaging.header import upright_size
 from mediaplane.imaging.inspect import libvips_errors, open_checked
@@ -103,7 +104,8 @@ class LocalFaceEngine:
         largest first, in pixels of the upright original; raises `ImageRejected`."""
         fmt, header, _ = open_checked(image, self.limits)
         width, height = upright_size(header)
-        with libvips_errors():
+        wait = self.limits.decode_wait_seconds
+        with decoding(fmt, header, wait_seconds=wait), libvips_errors():
             decoded = decode_within(image, fmt, header, width=self.max_edge, height=self.max_edge)
             pixels = rgb_pixels(opaque_srgb(decoded))
         scale = _Scale(x=width / pixels.shape[1], y=height / pixels.shape[0])

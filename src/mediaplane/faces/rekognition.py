@@ -82,6 +82,7 @@ from mediaplane.faces.engine import Box, DetectedFace
 from mediaplane.faces.index import Candidate, box_json
 from mediaplane.faces.models import PhotoFace, SelfieFace
 from mediaplane.faces.service import SelfieRejected
+from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.derivatives import decode_within, encode_jpeg, opaque_srgb
 from mediaplane.imaging.errors import ImageRejected, RejectReason
 from mediaplane.imaging.formats import ImageFormat
@@ -248,20 +249,20 @@ def prepare_image(
     """
     fmt, header, size = open_checked(image, limits)
     width, height = upright_size(header)
-    orientation = _orientation(header)
-    plain = header.format == "uchar" and header.bands in (1, 3)
-    if plain and size <= max_bytes and header.width * header.height <= max_pixels:
-        # Sent undecoded: decode it once here, so a truncated file fails now, not at AWS.
-        verify_decodes(image)
-        if fmt is ImageFormat.JPEG:
-            stripped = without_app1(image)
-            if stripped is not None:
-                return PreparedImage(stripped, orientation, width, height)
-        elif fmt is ImageFormat.PNG and orientation == 1:
-            return PreparedImage(image, 1, width, height)
-    return PreparedImage(
-        _reencode(image, fmt, header, max_bytes=max_bytes, max_pixels=max_pixels), 1, width, height
-    )
+    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds):
+        orientation = _orientation(header)
+        plain = header.format == "uchar" and header.bands in (1, 3)
+        if plain and size <= max_bytes and header.width * header.height <= max_pixels:
+            # Sent undecoded: decode it once here, so a truncated file fails now, not at AWS.
+            verify_decodes(image)
+            if fmt is ImageFormat.JPEG:
+                stripped = without_app1(image)
+                if stripped is not None:
+                    return PreparedImage(stripped, orientation, width, height)
+            elif fmt is ImageFormat.PNG and orientation == 1:
+                return PreparedImage(image, 1, width, height)
+        reencoded = _reencode(image, fmt, header, max_bytes=max_bytes, max_pixels=max_pixels)
+        return PreparedImage(reencoded, 1, width, height)
 
 
 def _reencode(
@@ -340,7 +341,7 @@ def face_crops(
     width, height = upright_size(header)
     scale = min(1.0, math.sqrt(MAX_IMAGE_PIXELS / (width * height)))
     crops: dict[Any, FaceCrop] = {}
-    with libvips_errors():
+    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds), libvips_errors():
         decoded = decode_within(
             image,
             fmt,

@@ -36,7 +36,12 @@ def _settings(request: Request) -> Settings:
 
 
 def _limits(settings: Settings) -> ImageLimits:
-    return ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.images_max_bytes)
+    # A request waits a bounded time for the decode budget, then answers 503 + Retry-After.
+    return ImageLimits(
+        max_pixels=settings.max_image_pixels,
+        max_bytes=settings.images_max_bytes,
+        decode_wait_seconds=settings.decode_wait_seconds,
+    )
 
 
 def _host(request: Request) -> str:

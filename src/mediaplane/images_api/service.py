@@ -24,7 +24,14 @@ from mediaplane.errors import Conflict, NotFound
 from mediaplane.images_api.models import ImagesFile
 from mediaplane.images_api.schemas import UploadMetadata
 from mediaplane.images_api.urls import ImageRef
-from mediaplane.imaging import ImageLimits, inspect_image, render_profile, sniff_format
+from mediaplane.imaging import (
+    ImageLimits,
+    RenderedImage,
+    inspect_image,
+    render_profile,
+    sniff_format,
+)
+from mediaplane.imaging.budget import DECODE_BUDGET, HEADER_PREFIX_BYTES, decode_bytes_of_prefix
 from mediaplane.storage import ObjectNotFound, ObjectStore
 
 # Bump when the `profile` rendering changes: cached variants live under a versioned key, and
@@ -198,6 +205,32 @@ def _render_lock(key: str) -> threading.Lock:
         return lock
 
 
+def _render_profile(
+    store: ObjectStore, *, key: str, size: int, limits: ImageLimits
+) -> RenderedImage:
+    """Render with the original's bytes AND its decode inside one decode-budget reservation:
+    a burst of first requests must not hold every original in memory while they queue. The
+    reservation is sized from the original's leading bytes, read before the rest."""
+    cost = size + decode_bytes_of_prefix(_prefix(store, key))
+    with DECODE_BUDGET.reserve(cost, wait_seconds=limits.decode_wait_seconds):
+        return render_profile(store.read(key), limits)
+
+
+def _prefix(store: ObjectStore, key: str) -> bytes:
+    chunks = store.open(key)
+    prefix = b""
+    try:
+        for chunk in chunks:
+            prefix += chunk
+            if len(prefix) >= HEADER_PREFIX_BYTES:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return prefix[:HEADER_PREFIX_BYTES]
+
+
 def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageLimits) -> Variant:
     """The `profile` rendition: from the cache in storage, else rendered once and cached."""
     ref = ImageRef(row.app_id, row.object_id)
@@ -209,7 +242,7 @@ def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageL
             try:
                 data = store.read(key)  # rendered by the request we waited for
             except ObjectNotFound:
-                rendered = render_profile(store.read(ref.storage_key), limits)
+                rendered = _render_profile(store, key=ref.storage_key, size=row.size, limits=limits)
                 data = rendered.data
                 store.put(key, io.BytesIO(data), content_type=rendered.content_type)
     fmt = sniff_format(data)

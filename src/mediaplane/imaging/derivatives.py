@@ -2,10 +2,11 @@
 
 Both are short pipelines of the small steps below, in this order:
 
-    thumbnails:  check limits → shrink to the largest width (shrink-on-load, upright)
-                 → opaque sRGB → keep in memory → each width from that → encode (stripped)
-    watermarked: check limits → fit within max_edge (shrink-on-load, upright)
-                 → opaque sRGB → tiled diagonal text overlay → encode (stripped)
+    thumbnails:  check limits → reserve decode budget → shrink to the largest width
+                 (shrink-on-load, upright) → opaque sRGB → keep in memory → each width from
+                 that → encode (stripped)
+    watermarked: check limits → reserve decode budget → fit within max_edge (shrink-on-load,
+                 upright) → opaque sRGB → tiled diagonal text overlay → encode (stripped)
 
 Outputs are progressive JPEGs with no metadata at all (no EXIF, GPS, XMP, IPTC or ICC): the
 pixels are converted to sRGB first, so dropping the ICC profile changes nothing on screen.
@@ -46,6 +47,7 @@ from pathlib import Path
 
 import pyvips
 
+from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.formats import ImageFormat
 from mediaplane.imaging.header import upright_size
 from mediaplane.imaging.inspect import (
@@ -92,7 +94,7 @@ def make_thumbnails(
     wanted = _checked_widths(widths)
     _check_quality(quality)
     fmt, header, _ = open_checked(source, limits)
-    with libvips_errors():
+    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds), libvips_errors():
         # Decoded once, at the largest width; every width is then cut from these pixels.
         largest = decode_within(source, fmt, header, width=max(wanted), height=_UNBOUNDED)
         largest = opaque_srgb(largest).copy_memory()
@@ -119,7 +121,7 @@ def make_watermarked(
         raise ValueError(f"make_watermarked: max_edge must be positive, not {max_edge}")
     _check_quality(quality)
     fmt, header, _ = open_checked(source, limits)
-    with libvips_errors():
+    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds), libvips_errors():
         image = decode_within(
             source, fmt, header, width=max_edge, height=max_edge, undershoot=PREVIEW_UNDERSHOOT
         )

@@ -19,6 +19,7 @@ class RejectReason(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"
     TOO_MANY_PIXELS = "too_many_pixels"
     CORRUPT_IMAGE = "corrupt_image"
+    IMAGE_TRUNCATED = "image_truncated"
     FILE_TOO_LARGE = "file_too_large"
 
 
@@ -78,6 +79,31 @@ def corrupt_image(libvips_detail: str) -> ImageRejected:
     cause = f" ({lines[0]})" if lines else ""
     return ImageRejected(
         RejectReason.CORRUPT_IMAGE, f"the image data is truncated or corrupt{cause}"
+    )
+
+
+def image_truncated(width: int, height: int, data_bytes: int, min_data_bytes: int) -> ImageRejected:
+    return ImageRejected(
+        RejectReason.IMAGE_TRUNCATED,
+        f"the image data cannot cover its declared {width}×{height}: {max(0, data_bytes):,} "
+        f"bytes of data where that size needs at least {min_data_bytes:,}",
+        details={
+            "width": width,
+            "height": height,
+            "data_bytes": max(0, data_bytes),
+            "min_data_bytes": min_data_bytes,
+        },
+    )
+
+
+def premature_end(libvips_detail: str) -> ImageRejected:
+    # libjpeg's "premature end of data segment": the scan data stopped before the last block
+    # of the declared size (and the decoder would have drawn the rest in grey).
+    lines = [line.strip() for line in libvips_detail.splitlines() if line.strip()]
+    cause = f" ({lines[0]})" if lines else ""
+    return ImageRejected(
+        RejectReason.IMAGE_TRUNCATED,
+        f"the image data ends before the image does{cause}",
     )
 
 

@@ -5,8 +5,8 @@ Order matters, each step guarding the next:
 2. format: from the magic bytes, never from the client's content type or file name;
 3. header: libvips opens lazily, reading only the header (width, height, bands);
 4. pixels: width × height against the limit, BEFORE any decode (libvips has no limit of its own);
-5. a verifying decode: every byte of pixel data is read once, to catch truncated files now
-   rather than as a grey half-picture on some later request.
+5. a verifying decode, within the decode budget (budget.py): every byte of pixel data is read
+   once, to catch truncated files now rather than as a grey half-picture on a later request.
 
 Animated GIF/WebP/AVIF: the first frame is what is measured, verified and rendered (libvips
 loads one page unless asked for more), so a thousand-frame file costs one frame's work.
@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pyvips
 
-from mediaplane.imaging.errors import corrupt_image
+from mediaplane.imaging.budget import decoding
+from mediaplane.imaging.cover import COVER_PREFIX_BYTES, check_data_covers
+from mediaplane.imaging.errors import corrupt_image, premature_end
 from mediaplane.imaging.formats import SNIFF_BYTES, ImageFormat
 from mediaplane.imaging.limits import ImageLimits
 
@@ -42,6 +44,9 @@ _LOADERS = {
 # "truncated" and not "error": phone JPEGs often carry harmless recoverable glitches (extra
 # bytes before a marker) that browsers show fine.
 VERIFY_LOADER_OPTIONS = "fail_on=truncated"
+
+# libjpeg's JWRN_HIT_MARKER: the data of a scan ran out before its last block.
+_PREMATURE_END = "premature end of data segment"
 
 # Width of the verifying decode. Tiny, so shrink-on-load does most of the work: a JPEG is
 # decoded at 1/8 scale, which still walks all of its entropy-coded data (so truncation is seen)
@@ -64,7 +69,8 @@ def inspect_image(source: bytes | Path, limits: ImageLimits) -> ImageInfo:
     """Check `source` is an image within `limits` that decodes to its end; raises `ImageRejected`
     (or `ImageTooLarge`) with the reason, never a libvips error."""
     fmt, header, size = open_checked(source, limits)
-    verify_decodes(source)
+    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds):
+        verify_decodes(source)
     return ImageInfo(
         format=fmt,
         width=header.width,
@@ -87,6 +93,7 @@ def open_checked(
     if not loader.startswith(_LOADERS[fmt]):
         raise corrupt_image(f"sniffed as {fmt.name} but libvips chose {loader}")
     limits.check_pixels(header.width, header.height)
+    check_data_covers(_head(source, COVER_PREFIX_BYTES), size)
     return fmt, header, size
 
 
@@ -95,12 +102,36 @@ def verify_decodes(source: bytes | Path) -> None:
 
     Call it only after `open_checked`: this is the step that costs time and memory.
     """
+    if _head(source).startswith(b"\xff\xd8") and _jpeg_decodes_cleanly(source):
+        return
     with libvips_errors():
-        thumb = pyvips.Image.thumbnail_source(
-            image_source(source), _VERIFY_WIDTH, option_string=VERIFY_LOADER_OPTIONS
-        )
-        # libvips is lazy: nothing is decoded until pixels are asked for.
-        thumb.avg()
+        _decode_small(source, VERIFY_LOADER_OPTIONS)
+
+
+def _jpeg_decodes_cleanly(source: bytes | Path) -> bool:
+    """Decode a JPEG failing on any warning: True if it had none (nothing more to check).
+
+    Raises `image_truncated` when its scan data stops before the last block although the file
+    ends well (EOI present): libjpeg fills the rest in grey with only a warning, which
+    `fail_on=truncated` lets through. Any other warning (a harmless glitch such as stray bytes
+    before a marker) gives False, leaving the verdict to the lenient decode.
+    """
+    try:
+        _decode_small(source, "fail_on=warning")
+    except pyvips.Error as exc:
+        detail = str(exc.detail or exc.message)
+        if _PREMATURE_END in detail.lower():
+            raise premature_end(detail) from exc
+        return False
+    return True
+
+
+def _decode_small(source: bytes | Path, loader_options: str) -> None:
+    thumb = pyvips.Image.thumbnail_source(
+        image_source(source), _VERIFY_WIDTH, option_string=loader_options
+    )
+    # libvips is lazy: nothing is decoded until pixels are asked for.
+    thumb.avg()
 
 
 @contextmanager
@@ -112,11 +143,11 @@ def libvips_errors() -> Iterator[None]:
         raise corrupt_image(str(exc.detail or exc.message)) from exc
 
 
-def _head(source: bytes | Path) -> bytes:
+def _head(source: bytes | Path, size: int = SNIFF_BYTES) -> bytes:
     if isinstance(source, Path):
         with source.open("rb") as file:
-            return file.read(SNIFF_BYTES)
-    return source[:SNIFF_BYTES]
+            return file.read(size)
+    return source[:size]
 
 
 def image_source(source: bytes | Path) -> pyvips.Source:

@@ -14,14 +14,36 @@ from mediaplane.imaging import errors
 from mediaplane.imaging.errors import ImageTooLarge
 from mediaplane.imaging.formats import ImageFormat, sniff_format, sniff_unsupported
 
+# --- the decode budget (imaging/budget.py): memory for decodes in flight, per process ----------
+# 320 MB: two decodes of the largest common case at once (a 49 MP progressive JPEG holds 147 MB
+# of coefficients; 2 cores cannot run more than two at full speed anyway), and with the rest of
+# a process (~150 MB) under the 500 MB a 16-request burst may add (docs/operations.md).
+DECODE_BUDGET_MB = 320
+DECODE_BUDGET_BYTES = DECODE_BUDGET_MB * 1024 * 1024
+# How long an HTTP request waits for its share before a 503; jobs wait as long as it takes.
+DECODE_WAIT_SECONDS = 10.0
+DECODE_RETRY_AFTER_SECONDS = 5
+# Rows a streaming decoder (baseline JPEG, plain PNG, WebP) and the shrink after it keep
+# resident, as charged to the budget: measured up to 34 MB at 4000 px wide and 50 MB at
+# 7000 px (3 bands), i.e. up to ~3000 rows' worth (bench/decode_memory.py).
+STREAMING_DECODE_ROWS = 3072
+# Charged on top of every decode: libvips' per-thread buffers and the output being encoded
+# (a progressive 12 MP JPEG held 41 MB for 34 MB of coefficients).
+DECODE_OVERHEAD_BYTES = 8 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """What an image may be; build it from settings (`MAX_IMAGE_PIXELS`, `IMAGES_MAX_BYTES`)."""
+    """What an image may be; build it from settings (`MAX_IMAGE_PIXELS`, `IMAGES_MAX_BYTES`).
+
+    `decode_wait_seconds` is how long a decode waits for the decode budget before giving up
+    with a 503 (`DECODE_WAIT_SECONDS` for HTTP requests); None, for jobs, waits its turn.
+    """
 
     max_pixels: int
     max_bytes: int
     formats: frozenset[ImageFormat] = frozenset(ImageFormat)
+    decode_wait_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_pixels <= 0 or self.max_bytes <= 0:

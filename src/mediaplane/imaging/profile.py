@@ -2,7 +2,8 @@
 
 One short pipeline of small steps, each a function below:
 
-    check limits → cover crop (shrink-on-load) → orient → sRGB → encode (metadata stripped)
+    check limits → reserve decode budget → cover crop (shrink-on-load) → orient → sRGB
+    → encode (metadata stripped)
 
 JPEG out, or PNG when the source has transparency (JPEG has no alpha channel).
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import pyvips
 
+from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.inspect import libvips_errors, open_checked
 from mediaplane.imaging.limits import ImageLimits
 
@@ -51,8 +53,8 @@ render_counter = RenderCounter()
 def render_profile(source: bytes, limits: ImageLimits) -> RenderedImage:
     """The `profile` rendition of an image's bytes; raises `ImageRejected` for bad input."""
     render_counter.increment()
-    open_checked(source, limits)
-    with libvips_errors():
+    fmt, header, _ = open_checked(source, limits)
+    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds), libvips_errors():
         image = cover_crop(source, PROFILE_SIZE)
         image = orient(image)
         image = to_srgb(image)

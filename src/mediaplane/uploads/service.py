@@ -27,7 +27,8 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from mediaplane.errors import Conflict, NotFound
-from mediaplane.imaging import ImageLimits, sniff_format
+from mediaplane.imaging import ImageLimits, ImageRejected, sniff_format
+from mediaplane.imaging.cover import COVER_PREFIX_BYTES, check_data_covers
 from mediaplane.imaging.formats import SNIFF_BYTES
 from mediaplane.storage import ObjectNotFound, ObjectStore
 from mediaplane.uploads.keys import accepted_copy_key, aside_copy_key
@@ -225,9 +226,15 @@ def notice(
         upload.aside_key = checked = aside
     if info.size > upload.max_bytes:
         return Notice(_reject(store, upload, "file_too_large", now, via, info.size), changed=True)
-    fmt = sniff_format(_leading_bytes(store, checked))
+    head = _leading_bytes(store, checked, COVER_PREFIX_BYTES)
+    fmt = sniff_format(head)
     if fmt is None or fmt not in limits.formats:
         return Notice(_reject(store, upload, "not_an_image", now, via, info.size), changed=True)
+    try:
+        # From the headers alone: a header claiming far more pixels than the data can hold.
+        check_data_covers(head, info.size)
+    except ImageRejected as exc:
+        return Notice(_reject(store, upload, exc.reason, now, via, info.size), changed=True)
     if upload.kind == UploadKind.PROFILE_PICTURE:
         # The key is reused by every new picture and a presigned PUT overwrites it before we
         # can look: the picture shown is this copy, replaced only by an accepted successor.
@@ -257,7 +264,7 @@ def accepted_key(upload: PendingUpload) -> str:
     return upload.key
 
 
-def _leading_bytes(store: ObjectStore, key: str) -> bytes:
+def _leading_bytes(store: ObjectStore, key: str, size: int = SNIFF_BYTES) -> bytes:
     try:
         chunks = store.open(key)
     except ObjectNotFound:
@@ -265,7 +272,7 @@ def _leading_bytes(store: ObjectStore, key: str) -> bytes:
     head = b""
     for chunk in chunks:
         head += chunk
-        if len(head) >= SNIFF_BYTES:
+        if len(head) >= size:
             break
     close = getattr(chunks, "close", None)
     if close is not None:
