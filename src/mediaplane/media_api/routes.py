@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hmac
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
 from mediaplane.consent import Purpose, require_consent
 from mediaplane.db import Database
-from mediaplane.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from mediaplane.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from mediaplane.faces import service as faces_service
 from mediaplane.media_api import service
 from mediaplane.media_api.schemas import (
@@ -190,15 +192,34 @@ def complete_photo(
     return view
 
 
-@router.post("/storage/events", response_model=StorageEventsResult)
-def storage_events(request: Request, body: Annotated[Any, Body()] = None) -> StorageEventsResult:
-    """Bucket event notifications (S3/MinIO records, SeaweedFS filer), shared-secret protected."""
+@router.post(
+    "/storage/events",
+    response_model=StorageEventsResult,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
+    },
+)
+async def storage_events(request: Request) -> StorageEventsResult:
+    """Bucket event notifications (S3/MinIO records, SeaweedFS filer), shared-secret protected.
+
+    The secret is checked before a byte of the body is read: the body is read (within
+    HTTP_MAX_BODY_BYTES) and parsed by hand, not declared as a parameter, because FastAPI
+    reads declared bodies before anything else runs.
+    """
     settings = request.app.state.settings
     _check_events_secret(request, settings)
+    body = _parse_json(await request.body())
     bucket = settings.s3_bucket if settings.storage_backend == "s3" else None
     records, keys = created_keys(body, bucket=bucket)
-    settled = _tracker(request).notice_keys(keys, via=Signal.WEBHOOK)
+    settled = await run_in_threadpool(_tracker(request).notice_keys, keys, via=Signal.WEBHOOK)
     return StorageEventsResult(records=records, settled=settled)
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("invalid_json", "the body is not valid JSON") from None
 
 
 def _check_events_secret(request: Request, settings: Settings) -> None:
