@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
 from mediaplane import __version__
@@ -23,6 +24,7 @@ from mediaplane.errors import MediaplaneError
 from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.service import erase_user
 from mediaplane.http import BodyLimit, StreamedRoute
+from mediaplane.http.disconnects import client_disconnected
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
 from mediaplane.images_api.errors import IMAGES_PATH_PREFIXES, authgear_response
@@ -117,6 +119,8 @@ def create_app(
         streamed=UPLOAD_ROUTES,
         render=render_error,
     )
+
+    app.add_exception_handler(ClientDisconnect, client_disconnected)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
