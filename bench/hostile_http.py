@@ -13,7 +13,8 @@ is set to 1024, a common default. Three attacks, the figures of issue 9:
    15 s, and whether a real client gets 200 meanwhile;
 3. idle flood: 1,100 connections that send nothing → does a new real client get 200 (5 s)?
 
-Prints a table; JSON in bench/results/hostile_http.json.
+Also the guards' cost: requests/s of keep-alive GETs from one client. Prints a table; JSON in
+bench/results/hostile_http.json.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ import threading
 import time
 from pathlib import Path
 
+import uvicorn
+from fastapi import Depends, FastAPI, Header, HTTPException
+from pydantic import BaseModel
+
+from mediaplane.http import BodyLimit, HttpLimits
+from mediaplane.http.server import server_config
+from mediaplane.settings import Settings
+from mediaplane.web import problem_response
+
 RESULTS = Path(__file__).parent / "results" / "hostile_http.json"
 SIXTY_MB = 60 * 1024 * 1024
 
@@ -36,25 +46,18 @@ SIXTY_MB = 60 * 1024 * 1024
 # --- the server child ----------------------------------------------------------------------------
 
 
+class UploadRequest(BaseModel):
+    project_id: str
+
+
+def bearer(authorization: str | None = Header(default=None)) -> str:
+    if not authorization:
+        raise HTTPException(401, "missing token")
+    return authorization
+
+
 def serve(mode: str, port: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-    import uvicorn
-    from fastapi import Depends, FastAPI, Header, HTTPException
-    from pydantic import BaseModel
-
-    from mediaplane.http import BodyLimit, HttpLimits
-    from mediaplane.http.server import server_config
-    from mediaplane.settings import Settings
-    from mediaplane.web import problem_response
-
-    class UploadRequest(BaseModel):
-        project_id: str
-
-    def bearer(authorization: str | None = Header(default=None)) -> str:
-        if not authorization:
-            raise HTTPException(401, "missing token")
-        return authorization
-
     app = FastAPI()
 
     @app.post("/v1/photos/upload-url")
@@ -187,6 +190,20 @@ def idle_flood(port: int, connections: int = 1100) -> dict[str, float]:
     return {"idle_opened": len(socks), "real_client_status": status, "real_client_ms": ms}
 
 
+def throughput(port: int, requests: int = 3000) -> dict[str, float]:
+    """Keep-alive GETs on one connection, one at a time: the guards' cost per request."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        started = time.perf_counter()
+        for _ in range(requests):
+            sock.sendall(request)
+            data = b""
+            while not data.endswith(b'{"status":"ok"}'):
+                data += sock.recv(4096)
+        elapsed = time.perf_counter() - started
+    return {"requests_per_second": requests / elapsed}
+
+
 def run(mode: str) -> dict[str, dict[str, float]]:
     port = free_port()
     child = subprocess.Popen(
@@ -199,7 +216,8 @@ def run(mode: str) -> dict[str, dict[str, float]]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{mode} server did not start")
             time.sleep(0.1)
-        results = {"memory": memory_attack(child.pid, port)}
+        results = {"throughput": throughput(port)}
+        results["memory"] = memory_attack(child.pid, port)
         results["slowloris"] = slowloris(port)
         results["idle_flood"] = idle_flood(port)
         return results
@@ -219,6 +237,7 @@ def main() -> None:
         return
     results = {mode: run(mode) for mode in ("plain", "guarded")}
     rows = [
+        ("keep-alive GET /healthz, one client: requests/s", "throughput", "requests_per_second"),
         ("4 × 60 MB bodies, no token: peak RSS +MB", "memory", "rss_peak_delta_mb"),
         ("  RSS kept afterwards +MB", "memory", "rss_kept_mb"),
         ("300 slowloris: still open after 15 s", "slowloris", "still_open_after_15s"),
@@ -233,7 +252,11 @@ def main() -> None:
     print(f"{'':58} {'plain uvicorn':>14} {'guarded':>10}")
     for label, group, key in rows:
         plain, guarded = results["plain"][group][key], results["guarded"][group][key]
-        print(f"{label:58} {plain:>14.0f} {guarded:>10.0f}")
+        cells = [
+            "failed" if key == "real_client_status" and v == 0 else f"{v:.0f}"
+            for v in (plain, guarded)
+        ]
+        print(f"{label:58} {cells[0]:>14} {cells[1]:>10}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
