@@ -9,13 +9,22 @@ import json
 import time
 
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from tests.security.conftest import closed_by_server, limits, live_server, read_response
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
+def closed(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "mediaplane_http_connections_closed_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
 def test_a_client_dribbling_its_headers_is_cut_after_the_head_timeout(app: FastAPI) -> None:
+    before = closed("head_timeout")
     with live_server(app, limits(header_timeout_seconds=1.0)) as server:
         sock = server.connect()
         started = time.monotonic()
@@ -37,6 +46,7 @@ def test_a_client_dribbling_its_headers_is_cut_after_the_head_timeout(app: FastA
     assert answer is not None and answer.startswith(b"HTTP/1.1 408"), answer
     assert b"request_head_timeout" in answer
     assert 0.9 < elapsed < 3.0
+    assert closed("head_timeout") == before + 1
 
 
 def test_a_silent_connection_is_closed_after_the_head_timeout(app: FastAPI) -> None:
@@ -104,6 +114,7 @@ def test_idle_connections_beyond_the_cap_do_not_lock_out_a_real_client(app: Fast
         status, _, body = read_response(client)
         assert status == 200, body
         assert server.open_connections() <= cap
+        assert closed("evicted_over_cap") >= 30
         # The oldest were the ones dropped.
         assert closed_by_server(idle[0], timeout=2)
         assert not closed_by_server(idle[-1], timeout=0.2)

@@ -28,12 +28,21 @@ import socket
 from typing import Any, ClassVar
 
 import uvicorn
+from prometheus_client import Counter
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mediaplane.http.limits import HttpLimits
 
 log = logging.getLogger(__name__)
+
+# One line per closed connection would let an attacker fill the logs: they are counted here
+# (in /metrics) and logged at DEBUG.
+CLOSED = Counter(
+    "mediaplane_http_connections_closed_total",
+    "Connections closed by the HTTP guards, by reason.",
+    ["reason"],
+)
 
 # File descriptors kept for everything that is not a client connection: the database pool,
 # object files, the embedded servers' pipes, the listening socket.
@@ -95,7 +104,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # Counted before parsing, so a chunk that also carries body bytes may overcount: only
         # a head that is still incomplete after this chunk is judged on the raw count.
         if self._awaiting_head and self._head_bytes > self.limits.max_header_bytes:
-            self._reject(HEAD_TOO_LARGE, "request head larger than the limit")
+            self._reject(HEAD_TOO_LARGE, "head_too_large")
 
     # --- parser callbacks -------------------------------------------------------------------
 
@@ -152,8 +161,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._awaiting_head:
             if now - self._waiting_since >= self.limits.header_timeout_seconds:
                 if self._head_bytes:
-                    self._reject(HEAD_TIMEOUT, "request head not complete in time")
+                    self._reject(HEAD_TIMEOUT, "head_timeout")
                 else:
+                    CLOSED.labels("idle").inc()
                     self._close_quietly()
             return
         if self._in_body:
@@ -163,7 +173,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._body_seen_at = now
                 self._arm(self.limits.body_timeout_seconds)
             elif silent >= self.limits.body_timeout_seconds:
-                log.info("closing a connection whose request body stalled", extra=self._who())
+                CLOSED.labels("body_timeout").inc()
+                log.debug("closing a connection whose request body stalled", extra=self._who())
                 self.transport.close()
             else:
                 self._arm(self.limits.body_timeout_seconds - silent)
@@ -182,14 +193,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         oldest = heapq.nsmallest(excess, idle, key=lambda c: c._waiting_since)
         for connection in oldest:
             connection._close_quietly()
+        CLOSED.labels("evicted_over_cap").inc(len(oldest))
         if len(oldest) < excess:
             # Every other connection is busy with a request: this one cannot be served now.
-            self._reject(OVER_CAPACITY, "connection cap reached")
-        elif oldest:
-            log.info("closed %d idle connections over the connection cap", len(oldest))
+            self._reject(OVER_CAPACITY, "over_cap")
 
-    def _reject(self, response: bytes, why: str) -> None:
-        log.info("closing a connection: %s", why, extra=self._who())
+    def _reject(self, response: bytes, reason: str) -> None:
+        CLOSED.labels(reason).inc()
+        log.debug("closing a connection: %s", reason, extra=self._who())
         self._cancel_guard()
         self.transport.write(response)
         self._close_quietly()
