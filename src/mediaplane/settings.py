@@ -75,7 +75,9 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Time a connection has to send a whole request head."
     )
     http_body_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="Longest silence allowed inside a request body."
+        default=30.0,
+        gt=0,
+        description="Longest silence inside a request body, or with a response left unread.",
     )
     http_keep_alive_seconds: int = Field(
         default=5, gt=0, description="Idle time after a response before the socket is closed."

@@ -5,13 +5,24 @@ A real uvicorn configured as `mediaplane serve` runs it, short timeouts set for 
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import socket
 import time
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from tests.security.conftest import closed_by_server, limits, live_server, read_response
+from mediaplane.runtime import Runtime
+from tests.security.conftest import (
+    closed_by_server,
+    limits,
+    live_server,
+    read_response,
+    request_head,
+)
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -137,3 +148,24 @@ def test_a_connection_busy_with_a_request_is_not_dropped_for_the_cap(app: FastAP
         busy.sendall(b": []}")
         status, _, body = read_response(busy)
     assert status == 200 and json.loads(body) == {"records": 0, "settled": 0}
+
+
+def test_a_client_that_stops_reading_its_response_is_cut(app: FastAPI, runtime: Runtime) -> None:
+    key = "uploads/test/big.bin"
+    runtime.store.put(key, io.BytesIO(os.urandom(16 * 1024 * 1024)), content_type="image/jpeg")
+    url = urlsplit(runtime.store.presign_get(key, expires_in=600))
+    before = closed("response_stalled")
+    with live_server(app, limits(body_timeout_seconds=1.0)) as server:
+        sock = socket.socket()
+        # A small window: the server's buffers fill after a few hundred KiB.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((server.host, server.port))
+        server.sockets.append(sock)
+        sock.sendall(request_head("GET", f"{url.path}?{url.query}"))
+        started = time.monotonic()
+        while closed("response_stalled") == before and time.monotonic() - started < 5:
+            time.sleep(0.05)
+        assert closed("response_stalled") == before + 1
+        assert 0.9 < time.monotonic() - started < 4
+        time.sleep(0.1)
+        assert server.open_connections() == 0

@@ -11,8 +11,9 @@ connection (timers checked lazily, one handle per connection, no work per byte):
   `header_timeout_seconds` of the connection (or of the previous response) — else 408 and close
   (a connection that sent nothing is just closed);
 - a head size limit: more than `max_header_bytes` before the end of the head is a 431 and close;
-- a body idle timeout: a body that goes silent for `body_timeout_seconds` while the app waits
-  for it is cut (the app sees a client disconnect);
+- a body idle timeout: a request body that goes silent for `body_timeout_seconds` while the app
+  waits for it is cut (the app sees a client disconnect), and so is a client that stops reading
+  its response for that long;
 - a connection cap: past `max_connections`, the connections that have waited longest without a
   request in flight are closed, so idle sockets never lock real clients out.
 """
@@ -77,6 +78,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = False
         self._body_seen_at = 0.0
         self._guard: asyncio.TimerHandle | None = None
+        self._write_guard: asyncio.TimerHandle | None = None
         self._closed = False
 
     # --- connection life --------------------------------------------------------------------
@@ -90,7 +92,32 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._cancel_guard()
+        self._cancel_write_guard()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        # The client stopped reading the response: it has `body_timeout_seconds` to resume.
+        super().pause_writing()
+        if self._write_guard is None and not self._closed:
+            self._write_guard = self._loop.call_later(
+                self.limits.body_timeout_seconds, self._write_stalled
+            )
+
+    def resume_writing(self) -> None:
+        self._cancel_write_guard()
+        super().resume_writing()
+
+    def _cancel_write_guard(self) -> None:
+        if self._write_guard is not None:
+            self._write_guard.cancel()
+            self._write_guard = None
+
+    def _write_stalled(self) -> None:
+        self._write_guard = None
+        if not self._closed and self.flow.write_paused:
+            CLOSED.labels("response_stalled").inc()
+            log.debug("closing a connection that stopped reading its response")
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self.transport.is_closing():
