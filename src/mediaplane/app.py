@@ -23,7 +23,7 @@ from mediaplane.db import Database
 from mediaplane.errors import MediaplaneError
 from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.service import erase_user
-from mediaplane.http import BodyLimit, StreamedRoute
+from mediaplane.http import BodyLimit, HttpLimits, StreamedRoute
 from mediaplane.http.disconnects import client_disconnected
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
@@ -115,7 +115,7 @@ def create_app(
     mount_console(app)
     app.add_middleware(
         BodyLimit,
-        max_bytes=settings.http_max_body_bytes,
+        max_bytes=HttpLimits.from_settings(settings).max_body_bytes,
         streamed=UPLOAD_ROUTES,
         render=render_error,
     )
