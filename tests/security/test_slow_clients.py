@@ -169,3 +169,17 @@ def test_a_client_that_stops_reading_its_response_is_cut(app: FastAPI, runtime: 
         assert 0.9 < time.monotonic() - started < 4
         time.sleep(0.1)
         assert server.open_connections() == 0
+
+
+def test_pipelined_requests_are_all_answered(app: FastAPI) -> None:
+    with live_server(app, limits(header_timeout_seconds=1.0)) as server:
+        sock = server.connect()
+        sock.sendall(HEALTHZ * 3)
+        data = b""
+        sock.settimeout(5)
+        while data.count(b'{"status":"ok"}') < 3:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.count(b"HTTP/1.1 200") == 3
+        assert b"408" not in data

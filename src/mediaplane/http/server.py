@@ -124,8 +124,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._in_body:
             self._body_seen_at = self._loop.time()
-        awaiting = self._awaiting_head
-        if awaiting:
+        if self._awaiting_head:
             self._head_bytes += len(data)
         super().data_received(data)
         # Counted before parsing, so a chunk that also carries body bytes may overcount: only
@@ -160,7 +159,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
+        # A pipelined request whose head already came is in flight now: no head to wait for.
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             self._await_head()
 
     # --- guards -------------------------------------------------------------------------------
@@ -186,12 +186,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         now = self._loop.time()
         if self._awaiting_head:
-            if now - self._waiting_since >= self.limits.header_timeout_seconds:
-                if self._head_bytes:
-                    self._reject(HEAD_TIMEOUT, "head_timeout")
-                else:
-                    CLOSED.labels("idle").inc()
-                    self._close_quietly()
+            waited = now - self._waiting_since
+            if waited < self.limits.header_timeout_seconds:
+                # Timers may fire a hair early: wait for the rest.
+                self._arm(self.limits.header_timeout_seconds - waited)
+            elif self._head_bytes:
+                self._reject(HEAD_TIMEOUT, "head_timeout")
+            else:
+                CLOSED.labels("idle").inc()
+                self._close_quietly()
             return
         if self._in_body:
             silent = now - self._body_seen_at
