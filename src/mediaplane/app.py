@@ -11,6 +11,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Scope
 
 from mediaplane import __version__
 from mediaplane.access_log import AccessLog, request_id_of
@@ -19,10 +21,14 @@ from mediaplane.consent import ConsentRevoked, Purpose, subscribe
 from mediaplane.consent.routes import router as consent_router
 from mediaplane.console import mount_console
 from mediaplane.db import Database
+from mediaplane.errors import MediaplaneError
 from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.service import erase_user
+from mediaplane.http import BodyLimit, HttpLimits, StreamedRoute
+from mediaplane.http.disconnects import client_disconnected
 from mediaplane.images_api import UploadSigner, key_from_setting
 from mediaplane.images_api import router as images_router
+from mediaplane.images_api.errors import IMAGES_PATH_PREFIXES, authgear_response
 from mediaplane.images_api.service import KnownFiles, RenderedVariants
 from mediaplane.jobs.metrics import DatabaseGauges
 from mediaplane.jobs.worker import InProcessWorker, job_env
@@ -31,7 +37,18 @@ from mediaplane.media_api.routes import router as media_router
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectInfo, ObjectStore, storage_router
 from mediaplane.uploads import Signal
-from mediaplane.web import with_request_id
+from mediaplane.web import problem_response, with_request_id
+
+# Upload routes stream their bodies to disk under their own per-kind limits; every other route
+# gets HTTP_MAX_BODY_BYTES.
+UPLOAD_ROUTES = (StreamedRoute("PUT", "/_storage/"), StreamedRoute("POST", "/_images/"))
+
+
+def render_error(scope: Scope, exc: MediaplaneError) -> Response:
+    """An error answered before routing, in the shape of the API the path belongs to."""
+    if str(scope["path"]).startswith(IMAGES_PATH_PREFIXES):
+        return authgear_response(exc)
+    return problem_response(exc)
 
 
 def images_signing_key(settings: Settings) -> bytes:
@@ -101,6 +118,14 @@ def create_app(
     app.include_router(consent_router)
     app.include_router(media_router)
     mount_console(app)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=HttpLimits.from_settings(settings).max_body_bytes,
+        streamed=UPLOAD_ROUTES,
+        render=render_error,
+    )
+
+    app.add_exception_handler(ClientDisconnect, client_disconnected)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -41,6 +41,8 @@ def serve(
     import uvicorn
 
     from mediaplane.app import create_app
+    from mediaplane.http import HttpLimits
+    from mediaplane.http.server import server_config
     from mediaplane.jobs.tasks import PERIODIC_TASKS
     from mediaplane.logs import configure_logging
     from mediaplane.runtime import open_runtime
@@ -54,8 +56,9 @@ def serve(
         application = create_app(
             settings, database=runtime.database, store=runtime.store, run_worker=worker
         )
-        config = uvicorn.Config(
+        config = server_config(
             application,
+            HttpLimits.from_settings(settings),
             host=host,
             port=port,
             proxy_headers=True,

@@ -61,6 +61,34 @@ class Settings(BaseSettings):
         description="HMAC key of local-disk presigned URLs. Unset: generated in DATA_DIR.",
     )
 
+    # --- HTTP limits (src/mediaplane/http/: what a client may hold before it is cut) -----------
+    http_max_body_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description="Largest request body of every route but the two upload routes (JSON "
+        "bodies), counted while it streams in: more is a 413 before anything is parsed.",
+    )
+    http_max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Request line plus headers; more is a 431."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time a connection has to send a whole request head."
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest silence inside a request body, or with a response left unread.",
+    )
+    http_keep_alive_seconds: int = Field(
+        default=5, gt=0, description="Idle time after a response before the socket is closed."
+    )
+    http_max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description="Open connections per server process; beyond it the longest-waiting "
+        "connections without a request in flight are closed.",
+    )
+
     # --- imaging limits (checked from the header, before any decode) ---------------------------
     max_image_pixels: int = Field(default=50_000_000, gt=0)
     images_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)

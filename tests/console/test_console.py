@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from mediaplane.app import create_app
@@ -262,7 +263,9 @@ def test_index_is_served_fresh_with_a_strict_content_security_policy(
     assert client.get("/console/nope.js").status_code == 404
 
 
-def test_dev_sign_in_mints_tokens_the_api_accepts(client: TestClient) -> None:
+def test_dev_sign_in_mints_tokens_the_api_accepts(app: FastAPI) -> None:
+    # Addressed to localhost, as a browser on the developer's machine does.
+    client = TestClient(app, base_url="http://localhost:3003")
     assert client.get("/console/config").json()["devSignIn"] is True
     body = client.post("/console/dev-token", json={"role": "operator"}).json()
     assert body["audience"] == "backoffice"
@@ -296,6 +299,6 @@ def test_dev_sign_in_is_off_on_a_public_bind_unless_asked(runtime: Runtime) -> N
     ):
         settings = runtime.settings.model_copy(update=update)
         app = create_app(settings, database=runtime.database, store=runtime.store)
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:
             resp = client.post("/console/dev-token", json={"role": "operator"})
             assert resp.status_code == expected, update

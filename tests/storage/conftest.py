@@ -13,7 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.requests import ClientDisconnect
 
+from mediaplane.http.disconnects import client_disconnected
 from mediaplane.storage import LocalObjectStore, ObjectStore, S3ObjectStore, storage_router
 
 LOCAL_PUBLIC_URL = "http://testserver"
@@ -33,6 +35,8 @@ def storage_app(store: LocalObjectStore) -> FastAPI:
     """The smallest app serving local presigned URLs: the storage router and its store."""
     app = FastAPI()
     app.include_router(storage_router)
+    # As the service does: a client gone mid-upload is logged, not raised.
+    app.add_exception_handler(ClientDisconnect, client_disconnected)
     app.state.store = store
     return app
 

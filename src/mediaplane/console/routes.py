@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, mint_dev_token
-from mediaplane.errors import NotFound
+from mediaplane.errors import Forbidden, NotFound
 from mediaplane.images_api.urls import images_origin
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
@@ -86,6 +86,27 @@ class NoCacheStaticFiles(StaticFiles):
         return response
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def is_loopback_host(host_header: str | None) -> bool:
+    """Whether a `Host` header names this machine's loopback (any port).
+
+    A browser tricked by DNS rebinding sends the attacker's name here even though it connects
+    to 127.0.0.1; checking the name, not the socket, is what defeats it.
+    """
+    host = (host_header or "").strip().lower()
+    if host.startswith("["):
+        name = host[: host.find("]") + 1] if "]" in host else host
+        rest = host[len(name) :]
+    else:
+        name, _, port = host.partition(":")
+        rest = f":{port}" if port else ""
+    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        return False
+    return name in LOOPBACK_HOSTS
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -125,18 +146,25 @@ def index(request: Request) -> FileResponse:
 def config(request: Request) -> ConsoleConfig:
     """What the page needs to know before sign-in."""
     settings = _settings(request)
-    return ConsoleConfig(dev_sign_in=settings.dev_sign_in, public_url=settings.public_url)
+    available = settings.dev_sign_in and is_loopback_host(request.headers.get("host"))
+    return ConsoleConfig(dev_sign_in=available, public_url=settings.public_url)
 
 
 @router.post("/console/dev-token", response_model=DevToken)
 def dev_token(body: DevTokenRequest, request: Request) -> DevToken:
-    """A token for a dev identity, signed with the dev key; 404 when a JWT key is configured."""
+    """A token for a dev identity, signed with the dev key; 404 when a JWT key is configured,
+    403 when the request is not addressed to a loopback host (DNS rebinding)."""
     settings = _settings(request)
     if not settings.dev_sign_in:
         raise NotFound(
             "dev_sign_in_disabled",
             "dev sign-in is off: a JWT key source is configured, or the server is not bound to "
             "a loopback address (CONSOLE_DEV_SIGN_IN=true enables it)",
+        )
+    if not is_loopback_host(request.headers.get("host")):
+        raise Forbidden(
+            "dev_sign_in_loopback_only",
+            "dev sign-in answers only requests addressed to localhost, 127.0.0.1 or [::1]",
         )
     subject = body.subject or DEV_SUBJECTS[body.role]
     audience = AUDIENCE_BY_ROLE[body.role]

@@ -16,6 +16,9 @@ from mediaplane.access_log import current_request_id
 from mediaplane.errors import ErrorKind, MediaplaneError
 from mediaplane.web import STATUS_BY_KIND, Handler, error_headers
 
+# Paths answered in this shape, also when the answer comes from before routing (body limit).
+IMAGES_PATH_PREFIXES = ("/_images/", "/api/images/", "/_api/admin/images/")
+
 NAME_BY_KIND = {
     ErrorKind.INVALID: "Invalid",
     ErrorKind.UNAUTHENTICATED: "Unauthorized",
@@ -55,6 +58,13 @@ def authgear_error(
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
+def authgear_response(exc: MediaplaneError) -> JSONResponse:
+    """A domain error in Authgear's shape."""
+    return authgear_error(
+        exc.kind, exc.reason, exc.message, info=exc.details or None, headers=error_headers(exc)
+    )
+
+
 class AuthgearRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
@@ -63,13 +73,7 @@ class AuthgearRoute(APIRoute):
             try:
                 return await handler(request)
             except MediaplaneError as exc:
-                return authgear_error(
-                    exc.kind,
-                    exc.reason,
-                    exc.message,
-                    info=exc.details or None,
-                    headers=error_headers(exc),
-                )
+                return authgear_response(exc)
             except RequestValidationError as exc:
                 causes = [
                     {"location": list(e.get("loc", ())), "message": e.get("msg", "")}

@@ -224,12 +224,20 @@ def complete_photo(
     return view
 
 
-@router.post("/storage/events", response_model=StorageEventsResult)
+@router.post(
+    "/storage/events",
+    response_model=StorageEventsResult,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
+    },
+)
 async def storage_events(request: Request) -> StorageEventsResult:
     """Bucket event notifications (S3/MinIO records, SeaweedFS filer), shared-secret protected.
 
-    The body is parsed here, not by FastAPI, after the secret is checked: a malformed document
-    is a 400 with a reason (`invalid_json`, `unknown_event_format`), never a 422 or a 500.
+    The secret is checked before a byte of the body is read; the body is then read (within
+    HTTP_MAX_BODY_BYTES) and parsed here, not declared as a parameter (FastAPI reads declared
+    bodies before anything else runs): a malformed document is a 400 with a reason
+    (`invalid_json`, `unknown_event_format`), never a 422 or a 500.
     """
     settings = request.app.state.settings
     _check_events_secret(request, settings)

@@ -25,9 +25,8 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.requests import ClientDisconnect
 
-from mediaplane.errors import InvalidInput, NotFound, PayloadTooLarge
+from mediaplane.errors import NotFound, PayloadTooLarge
 from mediaplane.storage.base import ObjectInfo
 from mediaplane.storage.local import CHUNK_SIZE, CONTENT_TYPE_PARAM, LocalObjectStore
 from mediaplane.web import ProblemRoute
@@ -87,9 +86,8 @@ async def put_object(request: Request, key: str) -> Response:
             info = await anyio.to_thread.run_sync(writer.commit)
         else:
             info = await anyio.to_thread.run_sync(gate.publish_write, key, writer.commit)
-    except ClientDisconnect:
-        raise InvalidInput("upload_interrupted", "the client went away mid-upload") from None
     finally:
+        # A client gone mid-body (`ClientDisconnect`) is logged by the app's one handler.
         # Shielded: on cancellation (client gone, shutdown) the temp file must still go.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(writer.abort)
