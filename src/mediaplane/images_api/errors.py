@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from mediaplane.errors import ErrorKind, MediaplaneError
-from mediaplane.web import STATUS_BY_KIND, Handler, error_headers
+from mediaplane.web import STATUS_BY_KIND, Handler, as_domain_error, error_headers
 
 NAME_BY_KIND = {
     ErrorKind.INVALID: "Invalid",
@@ -51,6 +51,12 @@ def authgear_error(
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
+def domain_error(exc: MediaplaneError) -> JSONResponse:
+    return authgear_error(
+        exc.kind, exc.reason, exc.message, info=exc.details or None, headers=error_headers(exc)
+    )
+
+
 class AuthgearRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
@@ -59,13 +65,7 @@ class AuthgearRoute(APIRoute):
             try:
                 return await handler(request)
             except MediaplaneError as exc:
-                return authgear_error(
-                    exc.kind,
-                    exc.reason,
-                    exc.message,
-                    info=exc.details or None,
-                    headers=error_headers(exc),
-                )
+                return domain_error(exc)
             except RequestValidationError as exc:
                 causes = [
                     {"location": list(e.get("loc", ())), "message": e.get("msg", "")}
@@ -77,5 +77,10 @@ class AuthgearRoute(APIRoute):
                     "invalid request body",
                     info={"causes": causes},
                 )
+            except Exception as exc:
+                outage = as_domain_error(request, exc)
+                if outage is None:
+                    raise
+                return domain_error(outage)
 
         return route
