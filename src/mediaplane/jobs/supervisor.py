@@ -194,6 +194,7 @@ class WorkerSupervisor:
         liveness: WorkerLiveness,
         backoff: Backoff,
         check_every: float,
+        halt_grace: float = HALT_GRACE_SECONDS,
     ) -> None:
         self.liveness = liveness
         self._app = app
@@ -201,6 +202,7 @@ class WorkerSupervisor:
         self._options = dict(options)
         self._backoff = backoff
         self._check_every = check_every
+        self._halt_grace = halt_grace
         # Made by `run()`: an event belongs to the loop that first waits on it.
         self._stopping: asyncio.Event | None = None
 
@@ -275,7 +277,7 @@ class WorkerSupervisor:
                     worker.result()  # its error, if it died of one
                     raise WorkerStopped("the worker stopped by itself")
                 if self.liveness.stale:
-                    await _halt(worker, grace=HALT_GRACE_SECONDS)
+                    await _halt(worker, grace=self._halt_grace)
                     raise WorkerStopped(
                         f"no heartbeat for {self.liveness.silent_for:.0f} s: halted"
                     )
