@@ -27,11 +27,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
+def database_url(postgres: StoppablePostgres) -> str:
+    """The app, its worker and `mediaplane worker` processes use the stoppable server."""
+    return postgres.url
+
+
+@pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {
         # Quick heartbeats and restarts: the outage and the recovery take seconds, not minutes.
         "worker_heartbeat_seconds": 0.5,
-        "worker_stalled_seconds": 3,
+        "worker_stalled_seconds": 5,
         "worker_restart_initial_seconds": 0.2,
         "worker_restart_max_seconds": 1,
         # The sweeper settles uploads whose storage notice was lost in the outage.
@@ -49,8 +55,11 @@ def serving(runtime: Runtime) -> Iterator[TestClient]:
         yield client
 
 
-def ready(client: TestClient) -> bool:
-    return client.get("/readyz").status_code == 200
+def ready(client: TestClient, probes: list[dict] | None = None) -> bool:
+    response = client.get("/readyz")
+    if probes is not None:
+        probes.append(response.json())
+    return response.status_code == 200
 
 
 def metric(client: TestClient, name: str) -> float | None:
@@ -91,7 +100,7 @@ def test_service_recovers_from_a_database_outage_by_itself(
 ) -> None:
     client = serving
     token = make_token(aud="media", roles=["photographer"])
-    wait_until(lambda: ready(client), timeout=15)
+    wait_until(lambda: ready(client), timeout=30)
     assert client.get("/readyz").json()["checks"]["worker"] == "ok"
 
     before = upload_url(client, token)
@@ -130,13 +139,14 @@ def test_service_recovers_from_a_database_outage_by_itself(
         assert probe.status_code == 503
         assert probe.json()["checks"]["database"] != "ok"
         # The worker notices: it is not reported alive while it cannot reach its queue.
-        wait_until(lambda: client.get("/readyz").json()["checks"]["worker"] != "ok", timeout=10)
+        wait_until(lambda: client.get("/readyz").json()["checks"]["worker"] != "ok", timeout=30)
         assert metric(client, "mediaplane_worker_up") == 0
     finally:
         postgres.start()
 
-    wait_until(lambda: ready(client), timeout=20)
-    readiness = client.get("/readyz").json()
+    probes: list[dict] = []
+    wait_until(lambda: ready(client, probes), timeout=30)
+    readiness = probes[-1]
     assert readiness["checks"] == {"database": "ok", "storage": "ok", "worker": "ok"}
     assert readiness["worker"]["state"] == "running"
     assert readiness["worker"]["restarts"] >= 1

@@ -29,6 +29,12 @@ from tests.jobs.helpers import wait_until, worker_env
 from tests.media_api.helpers import put_to_presigned
 
 
+@pytest.fixture
+def database_url(postgres: StoppablePostgres) -> str:
+    """The app, its worker and `mediaplane worker` processes use the stoppable server."""
+    return postgres.url
+
+
 def test_restart_backoff_doubles_up_to_its_cap() -> None:
     backoff = Backoff(initial=0.5, maximum=30)
     assert [backoff.delay(n) for n in range(1, 10)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
@@ -74,7 +80,7 @@ def standalone_worker(settings: Settings) -> Iterator[tuple[subprocess.Popen[byt
         settings,
         MEDIAPLANE_HOST="127.0.0.1",
         WORKER_HEARTBEAT_SECONDS="0.5",
-        WORKER_STALLED_SECONDS="3",
+        WORKER_STALLED_SECONDS="5",
         WORKER_RESTART_INITIAL_SECONDS="0.2",
         WORKER_RESTART_MAX_SECONDS="1",
     )
@@ -105,19 +111,20 @@ def test_standalone_worker_outlives_a_database_outage(
 ) -> None:
     process, port = standalone_worker
     token = make_token(aud="media", roles=["photographer"])
-    wait_until(lambda: scrape(port).get("mediaplane_worker_up") == 1, timeout=20)
+    # Generous: a loaded machine takes tens of seconds to start a Python process this size.
+    wait_until(lambda: scrape(port).get("mediaplane_worker_up") == 1, timeout=90, interval=0.3)
     before = upload_url(client, token)
     assert put_to_presigned(client, before["uploadUrl"], factories.jpeg_bytes(640, 480)).is_success
     wait_until(lambda: processed(client, token, before["photoId"]), timeout=30)
 
     postgres.stop()
     try:
-        wait_until(lambda: scrape(port).get("mediaplane_worker_up") == 0, timeout=15)
+        wait_until(lambda: scrape(port).get("mediaplane_worker_up") == 0, timeout=30)
     finally:
         postgres.start()
     assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
 
-    wait_until(lambda: scrape(port).get("mediaplane_worker_up") == 1, timeout=20)
+    wait_until(lambda: scrape(port).get("mediaplane_worker_up") == 1, timeout=30)
     after = upload_url(client, token)
     assert put_to_presigned(client, after["uploadUrl"], factories.jpeg_bytes(700, 500)).is_success
     wait_until(lambda: processed(client, token, after["photoId"]), timeout=30)
