@@ -220,7 +220,7 @@ class WorkerSupervisor:
                 try:
                     await self._run_once(stopping_event)
                 except Exception as exc:
-                    error = f"{type(exc).__name__}: {_first_line(exc)}"
+                    error = describe(exc)
                 else:
                     if stopping_event.is_set():
                         break
@@ -266,7 +266,9 @@ class WorkerSupervisor:
         try:
             while True:
                 await asyncio.wait(
-                    {worker, stopping}, timeout=self._check_every, return_when="FIRST_COMPLETED"
+                    {worker, stopping},
+                    timeout=self._check_every,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if stopping_event.is_set():
                     await _halt(worker, grace=SHUTDOWN_GRACE_SECONDS)
@@ -303,6 +305,12 @@ async def _halt(worker: asyncio.Task[None], *, grace: float) -> None:
         log.info("job worker stopped with an error", error=repr(worker.exception()))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc) or (str(exc.__cause__) if exc.__cause__ else "")
-    return text.splitlines()[0] if text else ""
+def describe(exc: BaseException) -> str:
+    """`Name: first line`, and its cause: procrastinate wraps every database error in a
+    `ConnectorException` whose own message says only "Database error"."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    first = next((line for line in lines if line), "")
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if exc.__cause__ is not None:
+        text += f" (caused by {describe(exc.__cause__)})"
+    return text
