@@ -8,14 +8,19 @@ hand.
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy.exc
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from mediaplane.app import create_app
+from mediaplane.db import Database, engine
+from mediaplane.faults import outage_of
 from mediaplane.runtime import Runtime
 from tests.conftest import BASE_URL, TokenFactory
 from tests.faults.conftest import StoppablePostgres
@@ -167,3 +172,23 @@ def test_readyz_without_an_in_process_worker_reports_it_disabled(client: TestCli
     assert response.status_code == 200
     assert response.json()["checks"]["worker"] == "disabled"
     assert metric(client, "mediaplane_worker_up") is None
+
+
+def test_a_silent_database_server_fails_fast_instead_of_holding_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that takes the TCP connection and never answers (a stuck host, a half-open
+    firewall): without a connect timeout libpq would wait forever, and every request thread
+    with it."""
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT_SECONDS", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes handshakes; nobody ever speaks
+        port = silent.getsockname()[1]
+        database = Database(f"postgresql://mediaplane@127.0.0.1:{port}/mediaplane")
+        started = time.monotonic()
+        with pytest.raises(sqlalchemy.exc.OperationalError) as failure:
+            database.check()
+        assert time.monotonic() - started < 10
+        database.dispose()
+    assert outage_of(failure.value) is not None
