@@ -75,7 +75,10 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz_checks_database_and_storage(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "storage": "ok", "worker": "disabled"},
+    }
 
 
 def test_readyz_is_503_when_the_store_fails(
@@ -89,7 +92,7 @@ def test_readyz_is_503_when_the_store_fails(
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": "ok", "storage": "error: ConnectionError"},
+        "checks": {"database": "ok", "storage": "error: ConnectionError", "worker": "disabled"},
     }
 
 

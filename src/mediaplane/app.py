@@ -31,13 +31,14 @@ from mediaplane.images_api import router as images_router
 from mediaplane.images_api.errors import IMAGES_PATH_PREFIXES, authgear_response
 from mediaplane.images_api.service import KnownFiles, RenderedVariants
 from mediaplane.jobs.metrics import DatabaseGauges
+from mediaplane.jobs.supervisor import WorkerCollector
 from mediaplane.jobs.worker import InProcessWorker, job_env
 from mediaplane.keys import load_or_create_secret
 from mediaplane.media_api.routes import router as media_router
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectInfo, ObjectStore, storage_router
 from mediaplane.uploads import Signal
-from mediaplane.web import problem_response, with_request_id
+from mediaplane.web import as_domain_error, problem_response, with_request_id
 
 # Upload routes stream their bodies to disk under their own per-kind limits; every other route
 # gets HTTP_MAX_BODY_BYTES.
@@ -76,12 +77,12 @@ def create_app(
     """
     env = job_env(settings, database=database, store=store)
     tracker = env.tracker
+    worker = InProcessWorker(env) if run_worker else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Revoking biometric consent erases the user's biometric data in the same transaction.
         unsubscribe = subscribe(erasure_on_revocation(store, app.state.face_index))
-        worker = InProcessWorker(env) if run_worker else None
         if worker is not None:
             await worker.start()
         yield
@@ -103,6 +104,8 @@ def create_app(
     app.state.jobs = env
     gauges = CollectorRegistry(auto_describe=True)
     gauges.register(DatabaseGauges(database))
+    if worker is not None:
+        gauges.register(WorkerCollector(worker.liveness))
 
     def storage_wrote(info: ObjectInfo) -> None:
         # Local disk: the storage route itself reports each completed PUT.
@@ -147,6 +150,10 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Routes outside the API routers (probes, metrics): an outage is still a 503.
+        outage = as_domain_error(request, exc)
+        if outage is not None:
+            return problem_response(outage)
         body = {
             "type": "urn:mediaplane:error:internal_error",
             "title": "internal error",
@@ -177,7 +184,8 @@ def create_app(
 
     @app.get("/readyz", tags=["ops"])
     def readyz() -> JSONResponse:
-        """The database and the object store answer."""
+        """The database and the object store answer, and the in-process worker (if any) runs
+        and beats; `worker` details its liveness."""
         checks: dict[str, str] = {}
         for name, check in (("database", database.check), ("storage", store.check)):
             try:
@@ -185,9 +193,15 @@ def create_app(
                 checks[name] = "ok"
             except Exception as exc:  # a probe reports, it does not raise
                 checks[name] = f"error: {type(exc).__name__}"
-        ready = all(v == "ok" for v in checks.values())
+        body: dict[str, object] = {"checks": checks}
+        if worker is None:
+            checks["worker"] = "disabled"  # `serve --no-worker`: workers run elsewhere
+        else:
+            checks["worker"] = worker.liveness.check()
+            body["worker"] = worker.liveness.report()
+        ready = all(v in ("ok", "disabled") for v in checks.values())
         return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "checks": checks},
+            {"status": "ok" if ready else "unavailable", **body},
             status_code=200 if ready else 503,
         )
 

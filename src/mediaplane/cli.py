@@ -90,9 +90,14 @@ def worker_command(
         int | None, typer.Option(help="Serve Prometheus metrics of this worker on this port.")
     ] = None,
 ) -> None:
-    """Run a job worker alone: many may run, on many machines, sharing the queue."""
+    """Run a job worker alone: many may run, on many machines, sharing the queue.
+
+    Supervised: when the database goes away the worker is restarted with backoff until it is
+    back; the process itself exits only when stopped (SIGTERM/SIGINT).
+    """
+    from mediaplane.jobs.supervisor import WorkerCollector
     from mediaplane.jobs.tasks import PERIODIC_TASKS
-    from mediaplane.jobs.worker import job_env, run_worker
+    from mediaplane.jobs.worker import job_env, run_worker, supervised_worker
     from mediaplane.logs import configure_logging
     from mediaplane.runtime import open_runtime
 
@@ -100,13 +105,16 @@ def worker_command(
     configure_logging(settings.log_level, json=settings.log_json, routine_tasks=PERIODIC_TASKS)
     with open_runtime(settings) as runtime:
         env = job_env(settings, database=runtime.database, store=runtime.store)
+        supervisor = supervised_worker(env, concurrency=concurrency)
         if metrics_port is not None:
-            from prometheus_client import start_http_server
+            from prometheus_client import REGISTRY, start_http_server
 
-            # Job counters and durations live in this process: expose them here.
+            # Job counters and durations, and this worker's liveness, live in this process:
+            # expose them here.
+            REGISTRY.register(WorkerCollector(supervisor.liveness))
             start_http_server(metrics_port, addr=settings.host)
         with contextlib.suppress(KeyboardInterrupt):
-            run_worker(env, concurrency=concurrency)
+            run_worker(env, supervisor=supervisor)
 
 
 @app.command()

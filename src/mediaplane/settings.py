@@ -167,6 +167,15 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="A worker silent this long is dead: its jobs are retried."
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_restart_initial_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="Wait before restarting a worker that died (database outage, stall); "
+        "doubles after each failed restart.",
+    )
+    worker_restart_max_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait between two restarts of a dead worker."
+    )
 
     # --- faces ----------------------------------------------------------------------------------
     face_engine: Literal["local", "rekognition", "off"] = Field(
@@ -260,6 +269,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "set only one of JWT_JWKS_URL, JWT_PUBLIC_KEY, JWT_HS256_SECRET "
                 "(one key source avoids algorithm confusion)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _restart_backoff_grows(self) -> Settings:
+        if self.worker_restart_max_seconds < self.worker_restart_initial_seconds:
+            raise ValueError(
+                "WORKER_RESTART_MAX_SECONDS must be at least WORKER_RESTART_INITIAL_SECONDS"
             )
         return self
 

@@ -2,12 +2,15 @@
 
 A router declares its shape with `APIRouter(route_class=...)`; the route class catches domain
 errors (`MediaplaneError`) and request validation errors raised anywhere in the route,
-dependencies included, and renders them. `ProblemRoute` renders RFC 9457 problem+json (Media API,
-storage routes); the Images server defines its own Authgear-shaped class.
+dependencies included, and renders them; a dependency that is down (database, object store:
+`faults.outage_of`) is rendered as the 503 `Unavailable` error it stands for. `ProblemRoute`
+renders RFC 9457 problem+json (Media API, storage routes); the Images server defines its own
+Authgear-shaped class.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -18,6 +21,9 @@ from fastapi.routing import APIRoute
 
 from mediaplane.access_log import current_request_id
 from mediaplane.errors import ErrorKind, MediaplaneError
+from mediaplane.faults import outage_of
+
+log = logging.getLogger(__name__)
 
 STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.INVALID: 400,
@@ -94,6 +100,24 @@ def validation_problem(exc: RequestValidationError) -> JSONResponse:
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
+def as_domain_error(request: Request, exc: Exception) -> MediaplaneError | None:
+    """The domain error an unexpected exception stands for (an outage), logged once; None for
+    a real bug, which the caller re-raises."""
+    outage = outage_of(exc)
+    if outage is not None:
+        # One line, no traceback: the cause is outside the service, and an outage would
+        # otherwise flood the log with identical stacks.
+        log.warning(
+            "%s %s: %s (%s: %s)",
+            request.method,
+            request.url.path,
+            outage.reason,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+    return outage
+
+
 class ProblemRoute(APIRoute):
     """Renders domain and validation errors as application/problem+json."""
 
@@ -107,5 +131,10 @@ class ProblemRoute(APIRoute):
                 return problem_response(exc)
             except RequestValidationError as exc:
                 return validation_problem(exc)
+            except Exception as exc:
+                outage = as_domain_error(request, exc)
+                if outage is None:
+                    raise
+                return problem_response(outage)
 
         return route

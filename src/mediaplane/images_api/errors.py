@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from mediaplane.access_log import current_request_id
 from mediaplane.errors import ErrorKind, MediaplaneError
-from mediaplane.web import STATUS_BY_KIND, Handler, error_headers
+from mediaplane.web import STATUS_BY_KIND, Handler, as_domain_error, error_headers
 
 # Paths answered in this shape, also when the answer comes from before routing (body limit).
 IMAGES_PATH_PREFIXES = ("/_images/", "/api/images/", "/_api/admin/images/")
@@ -85,5 +85,10 @@ class AuthgearRoute(APIRoute):
                     "invalid request body",
                     info={"causes": causes},
                 )
+            except Exception as exc:
+                outage = as_domain_error(request, exc)
+                if outage is None:
+                    raise
+                return authgear_response(outage)
 
         return route

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mediaplane.db import Database
+from mediaplane.faults import outage_of
 
 JOBS = Counter("mediaplane_jobs_total", "Jobs run, by task and outcome.", ["task", "outcome"])
 STEP_DURATION = Histogram(
@@ -28,7 +29,10 @@ STEP_CPU = Counter(
 
 
 class DatabaseGauges(Collector):
-    """Queue depth by task and status, uploads by kind and status, steps by status."""
+    """Queue depth by task and status, uploads by kind and status, steps by status; and whether
+    the database answered."""
+
+    _UP_DOC = "1 when the database answered this scrape, else 0."
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -36,8 +40,16 @@ class DatabaseGauges(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from mediaplane.jobs.operations import summary
 
-        with self._db.transaction() as session:
-            state = summary(session)
+        try:
+            with self._db.transaction() as session:
+                state = summary(session)
+        except Exception as exc:
+            if outage_of(exc) is None:
+                raise
+            # The database is down: say so, and let the scrape succeed with the other metrics.
+            yield GaugeMetricFamily("mediaplane_database_up", self._UP_DOC, value=0)
+            return
+        yield GaugeMetricFamily("mediaplane_database_up", self._UP_DOC, value=1)
         families = (
             (
                 "mediaplane_queue_jobs",

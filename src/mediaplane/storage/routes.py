@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from mediaplane.errors import NotFound, PayloadTooLarge
+from mediaplane.faults import outage_of
 from mediaplane.storage.base import ObjectInfo
 from mediaplane.storage.local import CHUNK_SIZE, CONTENT_TYPE_PARAM, LocalObjectStore
 from mediaplane.web import ProblemRoute
@@ -98,8 +99,12 @@ async def put_object(request: Request, key: str) -> Response:
     for listener in listeners:
         try:
             await anyio.to_thread.run_sync(listener, info)
-        except Exception:
-            log.exception("object_written listener %r failed for %s", listener, info.key)
+        except Exception as exc:
+            if outage_of(exc) is None:
+                log.exception("object_written listener %r failed for %s", listener, info.key)
+            else:
+                # The object is stored; the sweeper settles it once the database is back.
+                log.warning("upload of %s noticed later: %s", info.key, type(exc).__name__)
     return Response(status_code=200, headers={"ETag": writer.etag})
 
 
