@@ -30,6 +30,7 @@ import platform
 import re
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +44,28 @@ from _common import FIXTURES, ROOT, Server, free_port, log
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
 CACHE = Path(tempfile.gettempdir()) / "mediaplane-bench-pipeline"
 GOAL_CPU_SECONDS = 0.6  # per 12 MP photo with one face (issue 13)
+# Peak RSS of a worker deriving a 36 MP JPEG, over its idle size (issue 13; imgproxy publishes
+# 194 MB for the same class of work).
+RSS_GOAL_MB = 200
+
+
+class PeakRss(threading.Thread):
+    """Samples a process's RSS every 10 ms and keeps the peak."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.peak = proc.memory_info().rss
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.01):
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+
+
 STEPS = ("thumbnail", "watermark", "faces")
 
 
@@ -111,6 +134,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.3)
         worker_proc = psutil.Process(worker.pid)
         cpu0 = sum(worker_proc.cpu_times()[:2])
+        idle_rss = worker_proc.memory_info().rss
+        sampler = PeakRss(worker_proc)
+        sampler.start()
         auth = {"Authorization": "Bearer " + server.token(aud="media", role="photographer")}
         with httpx.Client(base_url=server.base, timeout=60, headers=auth) as client:
             issued = client.post(
@@ -153,6 +179,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wall = time.perf_counter() - t0
         after = scrape(metrics_port)
         worker_cpu = sum(worker_proc.cpu_times()[:2]) - cpu0
+        sampler.stop.set()
+        sampler.join()
     finally:
         if worker is not None and worker.poll() is None:
             worker.terminate()
@@ -178,6 +206,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "photos_per_second": round(done / wall, 3) if wall else 0,
         "cpu_seconds_per_photo": {**by_step, "all_steps": total},
         "worker_process_cpu_seconds_per_photo": round(worker_cpu / max(1, done), 3),
+        "worker_rss_mb": {
+            "idle": round(idle_rss / 2**20),
+            "peak": round(sampler.peak / 2**20),
+            "peak_over_idle": round((sampler.peak - idle_rss) / 2**20),
+            "goal_over_idle": RSS_GOAL_MB,
+        },
         "goal": {
             "cpu_seconds_per_photo": GOAL_CPU_SECONDS,
             "met": total <= GOAL_CPU_SECONDS and args.megapixels <= 12,
@@ -188,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(r: dict[str, Any]) -> str:
     c = r["cpu_seconds_per_photo"]
+    m = r["worker_rss_mb"]
     plan = r["plan"]
     lines = [
         f"Pipeline: {plan['photos']} photos of {plan['megapixels']} MP with one face, "
@@ -201,6 +236,8 @@ def render(r: dict[str, Any]) -> str:
         f"{r['worker_process_cpu_seconds_per_photo']})",
         f"  goal ≤ {r['goal']['cpu_seconds_per_photo']} CPU-s per 12 MP photo with one face: "
         + ("PASS" if r["goal"]["met"] else "MISS"),
+        f"  worker RSS: idle {m['idle']} MB, peak {m['peak']} MB: {m['peak_over_idle']} MB over "
+        f"idle (goal for 36 MP: ≤ {m['goal_over_idle']} MB; imgproxy publishes 194 MB)",
     ]
     return "\n".join(lines)
 
