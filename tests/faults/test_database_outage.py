@@ -135,10 +135,11 @@ def test_service_recovers_from_a_database_outage_by_itself(
         assert images.json()["error"]["reason"] == "DatabaseUnavailable"
         assert images.json()["error"]["code"] == 503
 
-        # The object store still takes the bytes; the upload is settled once the database is
-        # back (by the sweeper: the storage notice could not be recorded).
-        put = put_to_presigned(client, during["uploadUrl"], factories.jpeg_bytes(800, 600))
-        assert put.status_code == 200
+        # Local disk asks the uploads table whether the key still takes a write (a settled
+        # upload must not be rewritten): with no database to ask, the PUT is refused with a
+        # Retry-After, never half-stored, and the client sends it again once the database is back.
+        refused = put_to_presigned(client, during["uploadUrl"], factories.jpeg_bytes(800, 600))
+        assert_database_unavailable_problem(refused)
 
         probe = client.get("/readyz")
         assert probe.status_code == 503
@@ -157,6 +158,8 @@ def test_service_recovers_from_a_database_outage_by_itself(
     assert readiness["worker"]["restarts"] >= 1
     assert readiness["worker"]["lastHeartbeat"] is not None
 
+    again = put_to_presigned(client, during["uploadUrl"], factories.jpeg_bytes(800, 600))
+    assert again.status_code == 200, again.text
     wait_until(lambda: processed(client, token, during["photoId"]), timeout=30)
     after = upload_url(client, token)
     assert put_to_presigned(client, after["uploadUrl"], factories.jpeg_bytes(700, 500)).is_success
