@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi import FastAPI
 
+from mediaplane.media_api import service as media_service
 from mediaplane.runtime import Runtime
 from tests.images_api.helpers import HOST, multipart_body, signed_upload_url
 from tests.security.conftest import limits, live_server, request_head
@@ -47,8 +50,18 @@ def test_a_storage_put_cut_mid_body_is_logged_as_a_disconnect(
     app: FastAPI, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    key = "uploads/test/half.jpg"
-    url = urlsplit(runtime.store.presign_put(key, content_type="image/jpeg", expires_in=600))
+    # A real pending upload: the route asks the uploads table before it takes any bytes.
+    with runtime.database.transaction() as session:
+        upload, issued = media_service.create_photo_upload(
+            session,
+            runtime.store,
+            runtime.settings,
+            photographer_id="photographer-1",
+            project_id=uuid.uuid4(),
+            now=datetime.now(UTC),
+        )
+    key = upload.key
+    url = urlsplit(issued)
     objects = runtime.settings.local_storage_root
     before = files_under(objects)
     with live_server(app, limits()) as server:
