@@ -32,7 +32,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && mkdir -p src/mediaplane && touch src/mediaplane/__init__.py \
  && pip install -c constraints.txt . \
  && pip uninstall -y mediaplane \
- && rm -rf src
+ && rm -rf src build
 COPY src ./src
 # Only the 5-point landmarks and the ResNet encoder are used (faces/local.py): the 68-point
 # predictor (95 MB) and the CNN detector are dead weight. The embedded PostgreSQL's headers and
