@@ -53,9 +53,10 @@ FROM ${DEBIAN_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 # tini is PID 1: it forwards SIGTERM to mediaplane and reaps the processes the embedded
 # PostgreSQL leaves to it (pg_ctl daemonizes the server; an unreaped zombie postmaster would
-# make `pg_ctl stop` wait forever).
+# make `pg_ctl stop` wait forever). fontconfig-config: libvips renders the watermark with the
+# font the package ships, but without fontconfig's configuration it complains on every text.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 tini ca-certificates \
+ && apt-get install -y --no-install-recommends python3 tini ca-certificates fontconfig-config \
  && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old \
  && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
             --shell /usr/sbin/nologin mediaplane \

@@ -238,8 +238,18 @@ def part_a(engine: Engine) -> dict[str, Any]:
     try:
         step("(a) run -p 8003:8003 -v VOLUME:/data IMAGE (embedded PostgreSQL, local objects)")
         started = time.monotonic()
-        engine("run", "-d", "--name", name, *engine.limit_flags, "-p", "8003:8003",
-               "-v", f"{volume}:/data", IMAGE)  # fmt: skip
+        engine(
+            "run",
+            "-d",
+            "--name",
+            name,
+            *engine.limit_flags,
+            "-p",
+            "8003:8003",
+            "-v",
+            f"{volume}:/data",
+            IMAGE,
+        )
         _wait_healthz(engine, name, base)
         figures["first start (initdb, migrations) s"] = round(time.monotonic() - started, 1)
         check(engine("exec", name, "id", "-u") != "0", "the container runs as root")
@@ -248,8 +258,9 @@ def part_a(engine: Engine) -> dict[str, Any]:
         check(ready["checks"] == {"database": "ok", "storage": "ok"}, f"readyz: {ready}")
 
         def token(aud: str, role: str, sub: str) -> dict[str, str]:
-            out = engine("exec", name, "mediaplane", "token", "--aud", aud, "--role", role,
-                         "--sub", sub)  # fmt: skip
+            out = engine(
+                "exec", name, "mediaplane", "token", "--aud", aud, "--role", role, "--sub", sub
+            )
             return bearer(out.strip())
 
         with httpx.Client(base_url=base, timeout=30) as http:
@@ -316,10 +327,16 @@ def _photo_and_selfie_flow(
     http: httpx.Client, photographer: dict[str, str], user: dict[str, str]
 ) -> None:
     project = str(uuid.uuid4())
-    photo = ok(http.post("/v1/photos/upload-url", json={"projectId": project},
-                         headers=photographer), 201)  # fmt: skip
-    ok(http.put(photo["uploadUrl"], content=(FACES / "obama_2.jpg").read_bytes(),
-                headers={"Content-Type": "image/jpeg"}))  # fmt: skip
+    photo = ok(
+        http.post("/v1/photos/upload-url", json={"projectId": project}, headers=photographer), 201
+    )
+    ok(
+        http.put(
+            photo["uploadUrl"],
+            content=(FACES / "obama_2.jpg").read_bytes(),
+            headers={"Content-Type": "image/jpeg"},
+        )
+    )
 
     def processed() -> bool:
         view = ok(http.get(f"/v1/photos/{photo['photoId']}", headers=photographer))
@@ -338,8 +355,13 @@ def _photo_and_selfie_flow(
 
     ok(http.put("/v1/me/consents/biometric_processing", headers=user), 201)
     selfie = ok(http.post("/v1/selfie/upload-url", headers=user), 201)
-    ok(http.put(selfie["uploadUrl"], content=(FACES / "obama_1.jpg").read_bytes(),
-                headers={"Content-Type": "image/jpeg"}))  # fmt: skip
+    ok(
+        http.put(
+            selfie["uploadUrl"],
+            content=(FACES / "obama_1.jpg").read_bytes(),
+            headers={"Content-Type": "image/jpeg"},
+        )
+    )
 
     def matched() -> bool:
         mine = ok(http.get("/v1/me/photos", params={"projectId": project}, headers=user))
@@ -386,18 +408,44 @@ class Topology:
             shutil.chown(self.base, "nobody", "nogroup")
             shutil.chown(pwfile, "nobody", "nogroup")
         subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "mediaplane", f"--pwfile={pwfile}",
-             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"],
-            check=True, capture_output=True, **run_as,
-        )  # fmt: skip
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "mediaplane",
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            **run_as,
+        )
         log = (self.base / "postgres.log").open("wb")
         self.processes.append(
             subprocess.Popen(
-                [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
-                 "-p", str(self.pg_port), "-k", str(self.base), "-c", "max_connections=200",
-                 "-c", "fsync=on"],
-                stdout=log, stderr=subprocess.STDOUT, **run_as,
-            )  # fmt: skip
+                [
+                    str(bin_dir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.pg_port),
+                    "-k",
+                    str(self.base),
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "fsync=on",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **run_as,
+            )
         )
         admin = f"postgresql://mediaplane:{self.password}@127.0.0.1:{self.pg_port}/postgres"
 
@@ -410,7 +458,8 @@ class Topology:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        step(f"(b) PostgreSQL {version[0] if version else '?'} + pgvector on 127.0.0.1:{self.pg_port}")
+        shown = version[0] if version else "?"
+        step(f"(b) PostgreSQL {shown} + pgvector on 127.0.0.1:{self.pg_port}")
 
     # SeaweedFS with SigV4 identities and its filer webhook to API #1's /v1/storage/events.
     def start_seaweed(self) -> None:
@@ -420,8 +469,11 @@ class Topology:
         for sub in ("data", "logs", "config"):
             (seaweed / sub).mkdir(parents=True)
         self.access_key, self.secret_key = "mediaplane-ct", secrets.token_urlsafe(24)
-        identity = {"name": "mediaplane", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}  # fmt: skip
+        identity = {
+            "name": "mediaplane",
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+        }
         (seaweed / "s3.json").write_text(json.dumps({"identities": [identity]}))
         (seaweed / "config" / "notification.toml").write_text(
             f"""[notification.webhook]
@@ -444,14 +496,29 @@ timeout_seconds = 5
         log = (seaweed / "weed.out").open("wb")
         self.processes.append(
             subprocess.Popen(
-                [str(weed), f"-logdir={seaweed / 'logs'}", f"-config_dir={seaweed / 'config'}",
-                 "mini", f"-dir={seaweed / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                 "-master.telemetry=false", "-admin.ui=false", f"-s3.config={seaweed / 's3.json'}",
-                 "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                 f"-filer.localSocket={seaweed / 'filer.sock'}",
-                 f"-s3.localSocket={seaweed / 's3.sock'}", *flags],
-                cwd=seaweed, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    str(weed),
+                    f"-logdir={seaweed / 'logs'}",
+                    f"-config_dir={seaweed / 'config'}",
+                    "mini",
+                    f"-dir={seaweed / 'data'}",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    "-master.telemetry=false",
+                    "-admin.ui=false",
+                    f"-s3.config={seaweed / 's3.json'}",
+                    "-webdav=false",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    f"-filer.localSocket={seaweed / 'filer.sock'}",
+                    f"-s3.localSocket={seaweed / 's3.sock'}",
+                    *flags,
+                ],
+                cwd=seaweed,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         )
         self.s3 = self._s3_client()
         wait_until(lambda: bool(self.s3.list_buckets() is not None), 60, "SeaweedFS S3")
@@ -463,11 +530,13 @@ timeout_seconds = 5
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=f"http://127.0.0.1:{self.s3_port}",
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.s3_port}",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             region_name="us-east-1",
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )  # fmt: skip
+        )
 
     def env(self) -> list[str]:
         values = {
@@ -492,25 +561,46 @@ timeout_seconds = 5
         name = f"{PREFIX}-api{index + 1}"
         port = self.api_ports[index]
         self.engine.remove(name)
-        self.engine("run", "-d", "--name", name, *self.engine.run_flags, *self.env(),
-                    "-e", f"MEDIAPLANE_PORT={port}", "-e", f"PUBLIC_URL=http://127.0.0.1:{port}",
-                    IMAGE, "serve", "--no-worker")  # fmt: skip
+        self.engine(
+            "run",
+            "-d",
+            "--name",
+            name,
+            *self.engine.run_flags,
+            *self.env(),
+            "-e",
+            f"MEDIAPLANE_PORT={port}",
+            "-e",
+            f"PUBLIC_URL=http://127.0.0.1:{port}",
+            IMAGE,
+            "serve",
+            "--no-worker",
+        )
         self.containers.append(name)
         return name
 
     def start_worker(self, index: int) -> str:
         name = f"{PREFIX}-worker{index}"
         self.engine.remove(name)
-        self.engine("run", "-d", "--name", name, *self.engine.run_flags, *self.env(),
-                    "--no-healthcheck",
-                    IMAGE, "worker", "--concurrency", "2")  # fmt: skip
+        self.engine(
+            "run",
+            "-d",
+            "--name",
+            name,
+            *self.engine.run_flags,
+            *self.env(),
+            "--no-healthcheck",
+            IMAGE,
+            "worker",
+            "--concurrency",
+            "2",
+        )
         self.containers.append(name)
         return name
 
     def token(self, aud: str, roles: list[str], sub: str) -> dict[str, str]:
         now = int(time.time())
-        claims = {"sub": sub, "aud": aud, "roles": roles, "iat": now, "nbf": now,
-                  "exp": now + 3600}  # fmt: skip
+        claims = {"sub": sub, "aud": aud, "roles": roles, "iat": now, "nbf": now, "exp": now + 3600}
         return bearer(jwt.encode(claims, self.JWT_SECRET, algorithm="HS256"))
 
     def close(self) -> None:
@@ -569,12 +659,22 @@ def _upload_with_churn(
 
     def upload(i: int) -> None:
         http = clients[i % 2]  # both APIs hand out URLs
-        issued = ok(http.post("/v1/photos/upload-url", json={"projectId": projects[i % 3]},
-                              headers=photographer), 201)  # fmt: skip
-        check(issued["uploadUrl"].startswith(f"http://127.0.0.1:{topo.s3_port}/"),
-              f"not a presigned S3 URL: {issued['uploadUrl'][:80]}")  # fmt: skip
-        put = httpx.put(issued["uploadUrl"], content=bodies[i],
-                        headers={"Content-Type": "image/jpeg"}, timeout=60)  # fmt: skip
+        issued = ok(
+            http.post(
+                "/v1/photos/upload-url", json={"projectId": projects[i % 3]}, headers=photographer
+            ),
+            201,
+        )
+        check(
+            issued["uploadUrl"].startswith(f"http://127.0.0.1:{topo.s3_port}/"),
+            f"not a presigned S3 URL: {issued['uploadUrl'][:80]}",
+        )
+        put = httpx.put(
+            issued["uploadUrl"],
+            content=bodies[i],
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
         check(put.status_code == 200, f"presigned PUT: {put.status_code} {put.text[:300]}")
         with lock:
             photo_ids.append(issued["photoId"])
@@ -671,7 +771,7 @@ def _verify(
         retried = sum(1 for row in rows if row[4] > 1)
         derivatives = conn.execute(
             "SELECT count(*) FROM uploads WHERE kind = 'photo' AND derivatives @> "
-            "'[\"thumb-400\", \"thumb-800\", \"watermarked\"]'::jsonb"
+            '\'["thumb-400", "thumb-800", "watermarked"]\'::jsonb'
         ).fetchone()
         check(derivatives == (count,), f"photos with every derivative: {derivatives}")
         jobs = conn.execute(
@@ -679,9 +779,11 @@ def _verify(
             "('generate_thumbnail', 'generate_watermark', 'recognize_faces') GROUP BY 1"
         ).fetchall()
         check(not jobs, f"jobs left behind (successful ones are deleted): {jobs}")
-        faces = conn.execute("SELECT count(*) FROM photo_faces").fetchone() if _has(
-            conn, "photo_faces"
-        ) else None
+        faces = (
+            conn.execute("SELECT count(*) FROM photo_faces").fetchone()
+            if _has(conn, "photo_faces")
+            else None
+        )
     keys: list[str] = []
     for page in topo.s3.get_paginator("list_objects_v2").paginate(Bucket=topo.BUCKET):
         keys += [o["Key"] for o in page.get("Contents", [])]
