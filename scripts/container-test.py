@@ -191,38 +191,60 @@ def event_photo(seed: int, size: tuple[int, int] = (2048, 1365)) -> bytes:
 
 
 def compose_check() -> str:
-    """Validate compose.yaml with a real Compose implementation if one can be had."""
-    env_file = ROOT / ".env.example"
+    """compose.yaml with .env.example as .env: rendered by a real Compose implementation
+    (`docker compose config`, else `podman-compose config`), then the file and the rendering
+    checked against the Compose specification's JSON schema (check-jsonschema's vendored copy),
+    which catches misspelt keys that the renderers let through."""
+    tools = _throwaway_tools(Path(tempfile.gettempdir()) / f"{PREFIX}-compose-tools")
     with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-compose-") as tmp:
         project = Path(tmp)
         shutil.copy(ROOT / "compose.yaml", project / "compose.yaml")
-        shutil.copy(env_file, project / ".env")
+        shutil.copy(ROOT / ".env.example", project / ".env")
         if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-            tool = ["docker", "compose"]
+            render = ["docker", "compose", "config"]
         else:
-            tool = [str(_podman_compose(Path(tempfile.gettempdir()) / f"{PREFIX}-podman-compose"))]
-        result = subprocess.run(
-            [*tool, "config"], cwd=project, capture_output=True, text=True, timeout=120
-        )
+            render = [str(tools / "podman-compose"), "config"]
+        result = subprocess.run(render, cwd=project, capture_output=True, text=True, timeout=120)
         check(
             result.returncode == 0,
-            f"{' '.join(tool)} config failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}",
+            f"{' '.join(render)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}",
         )
-        rendered = result.stdout
-        for service in ("api", "worker", "postgres", "minio", "minio-init"):
-            check(f"{service}:" in rendered, f"compose config lost the service {service}")
-        return f"{' '.join(Path(t).name for t in tool)} config: ok"
+        (project / "rendered.yaml").write_text(result.stdout)
+        for service in ("api", "worker", "postgres", "minio", "minio-init", "migrate"):
+            check(f"  {service}:" in result.stdout, f"the rendering lost the service {service}")
+        schema = subprocess.run(
+            [
+                str(tools / "check-jsonschema"),
+                "--builtin-schema",
+                "vendor.compose-spec",
+                "compose.yaml",
+                "rendered.yaml",
+            ],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        check(schema.returncode == 0, f"compose schema: {schema.stdout}{schema.stderr}")
+    shown = " ".join([Path(render[0]).name, *render[1:]])
+    return f"compose: `{shown}` ok, compose-spec JSON schema ok"
 
 
-def _podman_compose(venv: Path) -> Path:
-    """podman-compose in a throwaway virtualenv (never the project's)."""
-    binary = venv / "bin" / "podman-compose"
-    if not binary.exists():
+def _throwaway_tools(venv: Path) -> Path:
+    """podman-compose and check-jsonschema in a virtualenv of their own (never the project's)."""
+    if not (venv / "bin" / "check-jsonschema").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "podman-compose==1.5.0"], check=True
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "-q",
+                "podman-compose==1.6.0",
+                "check-jsonschema==0.39.0",
+            ],
+            check=True,
         )
-    return binary
+    return venv / "bin"
 
 
 # --- (a) the image alone ---------------------------------------------------------------------
