@@ -305,6 +305,16 @@ def part_a(engine: Engine) -> dict[str, Any]:
         again = httpx.get(f"{base}{avatar}", timeout=30)
         check(again.status_code == 200, f"after a restart {avatar}: {again.status_code}")
         step("(a) restarted on the same volume: data kept")
+        # A hard stop leaves postmaster.pid behind, its pid possibly reused after the restart.
+        engine("kill", "-s", "KILL", name)
+        engine("start", name)
+        _wait_healthz(engine, name, base)
+        again = httpx.get(f"{base}{avatar}", timeout=30)
+        check(
+            again.status_code == 200, f"after SIGKILL and a restart {avatar}: {again.status_code}"
+        )
+        ok(httpx.get(f"{base}/readyz", timeout=10))
+        step("(a) SIGKILLed and restarted: PostgreSQL recovered, data kept")
         return figures
     except Failed:
         print(engine.logs(name, 60), file=sys.stderr)
