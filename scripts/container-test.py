@@ -683,7 +683,13 @@ def _upload_with_churn(
     megabytes = sum(len(b) for b in bodies) / 1e6
     projects = [str(uuid.uuid4()) for _ in range(3)]
     photographer = topo.token("media", ["photographer"], str(uuid.uuid4()))
-    clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=60) for p in topo.api_ports]
+    # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: reusing one the
+    # server is closing at that moment is a connection reset, not a server failure.
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    clients = [
+        httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=60, limits=limits)
+        for p in topo.api_ports
+    ]
     photo_ids: list[str] = []
     lock = threading.Lock()
     uploaded = threading.Event()
