@@ -571,7 +571,17 @@ timeout_seconds = 5
             )
         )
         self.s3 = self._s3_client()
-        wait_until(lambda: bool(self.s3.list_buckets() is not None), 60, "SeaweedFS S3")
+
+        def answers() -> bool:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                self.s3.list_buckets()  # signed: the identity is loaded too
+            except (BotoCoreError, ClientError):
+                return False
+            return True
+
+        wait_until(answers, 60, "SeaweedFS S3")
         self.s3.create_bucket(Bucket=self.BUCKET)
         step(f"(b) SeaweedFS S3 on 127.0.0.1:{self.s3_port}, filer webhook → API #1")
 
