@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install run test screenshots lint typecheck check-migrations bench clean
+.PHONY: install run test screenshots lint typecheck check-migrations bench clean image container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ test: install lint typecheck
 screenshots: install
 	bash scripts/ensure-chromium.sh
 	MEDIAPLANE_REFRESH_SCREENSHOTS=1 $(BIN)/pytest -q tests/console
+
+## make image: build the container image (docker, or podman where no docker daemon runs).
+image:
+	bash scripts/image.sh
+
+## make container-test: build the image, then prove it in containers (docs/deploy.md): compose
+## config, the image alone on port 8003, and 2 API + 2 worker containers on a real PostgreSQL
+## and S3 with a worker killed mid-run. Not part of `make test` (about 10 minutes on 2 cores).
+container-test: install
+	$(BIN)/python scripts/container-test.py
 
 bench: install
 	$(BIN)/python bench/images_get.py

