@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from mediaplane.jobs import operations
 from mediaplane.jobs.models import StepName, StepStatus
+from mediaplane.jobs.tasks import PERIODIC_TASKS
 from tests.imaging import factories
 from tests.jobs.helpers import drain, steps_of, upload_photo
 
@@ -143,3 +144,32 @@ def test_photo_steps_default_to_every_photo_step_and_refuse_disabled_ones() -> N
     assert operations.photo_steps([StepName.WATERMARK, StepName.WATERMARK]) == [StepName.WATERMARK]
     with pytest.raises(operations.StepNotEnabled, match="faces processing is not enabled"):
         operations.photo_steps([StepName.FACES])
+
+
+def test_upkeep_jobs_run_before_a_backlog_of_steps(
+    client: TestClient, app: FastAPI, make_token
+) -> None:
+    """A dead worker's jobs are retried by `retry_stalled_jobs`: behind a backlog of photos it
+    would wait its turn (oldest first), so upkeep jobs are taken first."""
+    import asyncio
+
+    from mediaplane.jobs.worker import build_queue
+
+    token = make_token(aud="media", roles=["photographer"])
+    for i in range(3):
+        upload_photo(client, token, factories.jpeg_bytes(300 + i, 200))
+    queue = build_queue(app.state.jobs)
+
+    async def fetch_order() -> list[str]:
+        async with queue.open_async():
+            await queue.tasks["retry_stalled_jobs"].defer_async(timestamp=0)
+            await queue.tasks["reconcile_steps"].defer_async(timestamp=0)
+            first = await queue.job_manager.fetch_job(queues=None, worker_id=None)
+            second = await queue.job_manager.fetch_job(queues=None, worker_id=None)
+            third = await queue.job_manager.fetch_job(queues=None, worker_id=None)
+            return [job.task_name for job in (first, second, third) if job is not None]
+
+    order = asyncio.run(fetch_order())
+
+    assert set(order[:2]) == {"retry_stalled_jobs", "reconcile_steps"}
+    assert order[2] not in PERIODIC_TASKS  # then the steps, deferred earlier
