@@ -3,6 +3,14 @@
     .venv/bin/python bench/faces.py               # ~7.5 min on 2 cores (search up to 1M faces)
     .venv/bin/python bench/faces.py --quick       # ~1 min (search up to 100k faces, no JSON)
     .venv/bin/python bench/faces.py --low-dim 16  # control: search on structured data, 100k
+    .venv/bin/python bench/faces.py --recall      # ~2 min: recall on the labelled group set
+
+(r) Recall on bench/data/groups (bench/make_groups.py; 31 photos, 126 faces labelled: the
+    group fixture, landscapes and textures without faces, 20 synthetic crowds of small,
+    turned, dark and half-shadowed faces): per photo, faces found, missed, false positives and
+    the time of `detect()` on one core, for the engine's defaults and for its previous ones
+    (min_score 0.75, min_face_px 80) as the peer. A label is found when a box holds its centre
+    and it holds the box's centre (one box per label).
 
 (a) Detection + embedding, one core (`os.sched_setaffinity(0, {0})`, `VIPS_CONCURRENCY=1`):
     `LocalFaceEngine.detect` on the group fixture (2000×1428, 2.9 MP) and on 12 MP and 24 MP
@@ -478,6 +486,101 @@ def bench_search(
     return out
 
 
+# --- (r) recall on group photos -----------------------------------------------------------------
+
+GROUPS = ROOT / "bench" / "data" / "groups"
+RECALL_CONFIGS = {
+    "default": {},
+    "previous": {"min_score": 0.75, "min_face_px": 80},
+}
+
+
+def same_face(label: dict[str, Any], box: Any) -> bool:
+    lx, ly = label["x"] + label["width"] / 2, label["y"] + label["height"] / 2
+    bx, by = box.left + box.width / 2, box.top + box.height / 2
+    return (
+        box.left <= lx <= box.left + box.width
+        and box.top <= ly <= box.top + box.height
+        and label["x"] <= bx <= label["x"] + label["width"]
+        and label["y"] <= by <= label["y"] + label["height"]
+    )
+
+
+def bench_recall(runs: int = 1) -> dict[str, Any]:
+    from mediaplane.faces.local import LocalFaceEngine
+    from mediaplane.imaging import ImageLimits
+
+    limits = ImageLimits(max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES)
+    labels = json.loads((GROUPS / "labels.json").read_text())
+    out: dict[str, Any] = {}
+    with pinned_to_one_core():
+        for config, params in RECALL_CONFIGS.items():
+            engine = LocalFaceEngine(limits=limits, **params)
+            rows = {}
+            for name, photo in labels.items():
+                data = (GROUPS / name).read_bytes()
+                times = timed(partial(engine.detect, data), runs)
+                faces = engine.detect(data)
+                unmatched = list(faces)
+                found = []
+                for label in photo["faces"]:
+                    hit = next((f for f in unmatched if same_face(label, f.box)), None)
+                    if hit is not None:
+                        unmatched.remove(hit)
+                    found.append(hit is not None)
+                rows[name] = {
+                    "labelled": len(photo["faces"]),
+                    "found": sum(found),
+                    "labelled_60px": sum(1 for f in photo["faces"] if f["width"] >= 60),
+                    "found_60px": sum(
+                        ok for f, ok in zip(photo["faces"], found, strict=True) if f["width"] >= 60
+                    ),
+                    "missed": [
+                        f["note"] for f, ok in zip(photo["faces"], found, strict=True) if not ok
+                    ],
+                    "false_positives": [vars(f.box) for f in unmatched],
+                    "p50_s": statistics.median(times),
+                }
+            out[config] = {"params": params, "photos": rows}
+            log(f"recall, {config}: done")
+    return out
+
+
+def print_recall(recall: dict[str, Any]) -> None:
+    print("\n(r) detection on bench/data/groups, one core; found / labelled (≥ 60 px), FP, time")
+    configs = list(recall)
+    print(f"{'photo':<20}" + "".join(f"{c:>30}" for c in configs))
+    names = list(recall[configs[0]]["photos"])
+    for name in names:
+        cells = []
+        for c in configs:
+            r = recall[c]["photos"][name]
+            cells.append(
+                f"{r['found']:>3}/{r['labelled']:<3}({r['found_60px']:>2}/{r['labelled_60px']:<2})"
+                f"{len(r['false_positives']):>4} FP{r['p50_s']:>7.2f}s"
+            )
+        print(f"{name:<20}" + "".join(f"{cell:>30}" for cell in cells))
+    for c in configs:
+        rows = recall[c]["photos"].values()
+        found = sum(r["found"] for r in rows)
+        total = sum(r["labelled"] for r in rows)
+        found60 = sum(r["found_60px"] for r in rows)
+        total60 = sum(r["labelled_60px"] for r in rows)
+        fp = sum(len(r["false_positives"]) for r in rows)
+        mean = statistics.mean(r["p50_s"] for r in rows)
+        print(
+            f"{c} {recall[c]['params']}: recall {found}/{total} = {found / total:.3f}, "
+            f"≥ 60 px {found60}/{total60} = {found60 / total60:.3f}; false positives {fp} in "
+            f"{len(rows)} photos; mean {mean:.2f} s per photo"
+        )
+    missed = [
+        f"{name}: {note}"
+        for name, r in recall[configs[0]]["photos"].items()
+        for note in r["missed"]
+    ]
+    print(f"missed by {configs[0]}:\n  " + "\n  ".join(missed))
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -552,7 +655,13 @@ def main() -> None:
         metavar="K",
         help="control run: search only, on data of intrinsic dimension K, up to 100k; no JSON",
     )
+    parser.add_argument(
+        "--recall", action="store_true", help="recall on bench/data/groups only; no JSON"
+    )
     args = parser.parse_args()
+    if args.recall:
+        print_recall(bench_recall(args.runs or 1))
+        return
     runs = args.runs or (3 if args.quick else 5)
     sizes = [10_000, 100_000] if args.quick or args.low_dim else [10_000, 100_000, 1_000_000]
     if args.low_dim:
