@@ -104,20 +104,38 @@ class LocalFaceEngine:
     def detect(self, image: bytes) -> list[DetectedFace]:
         """Faces at least `min_face_px` wide in the original and scoring `min_score` or more,
         largest first, in pixels of the upright original; raises `ImageRejected`."""
+        pixels, scale, width, height = self._decode(image)
+        with MODELS.borrow() as models:
+            faces = [
+                self._describe(models, pixels, rect, score, scale, width, height)
+                for rect, score in self._find(models, pixels, scale)
+            ]
+        return sorted(faces, key=lambda f: (f.box.width * f.box.height, f.quality), reverse=True)
+
+    def locate(self, image: bytes) -> list[Box]:
+        """The boxes `detect` would give, largest first, without landmarks or descriptors
+        (for cropping: nothing about who it is is computed)."""
+        pixels, scale, width, height = self._decode(image)
+        with MODELS.borrow() as models:
+            boxes = [_box(rect, scale, width, height) for rect, _ in self._find(models, pixels, scale)]
+        return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
+
+    def _decode(self, image: bytes) -> tuple[np.ndarray, _Scale, int, int]:
         fmt, header, _ = open_checked(image, self.limits)
         width, height = upright_size(header)
         with libvips_errors():
             decoded = decode_within(image, fmt, header, width=self.max_edge, height=self.max_edge)
             pixels = rgb_pixels(opaque_srgb(decoded))
-        scale = _Scale(x=width / pixels.shape[1], y=height / pixels.shape[0])
-        with MODELS.borrow() as models:
-            rects, scores, _ = models.detector.run(pixels, self.upsample, self.min_score)
-            faces = [
-                self._describe(models, pixels, rect, score, scale, width, height)
-                for rect, score in zip(rects, scores, strict=True)
-                if rect.width() * scale.x >= self.min_face_px
-            ]
-        return sorted(faces, key=lambda f: (f.box.width * f.box.height, f.quality), reverse=True)
+        return pixels, _Scale(x=width / pixels.shape[1], y=height / pixels.shape[0]), width, height
+
+    def _find(self, models: _Models, pixels: np.ndarray, scale: _Scale) -> list[tuple[Any, float]]:
+        """HOG boxes (decoded pixels) with their scores, filtered by score and size."""
+        rects, scores, _ = models.detector.run(pixels, self.upsample, self.min_score)
+        return [
+            (rect, score)
+            for rect, score in zip(rects, scores, strict=True)
+            if rect.width() * scale.x >= self.min_face_px
+        ]
 
     def _describe(
         self,

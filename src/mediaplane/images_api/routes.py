@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
 from mediaplane.db import Database
 from mediaplane.errors import InvalidInput, NotFound
+from mediaplane.faces import build_locator
 from mediaplane.images_api import service
 from mediaplane.images_api.errors import AuthgearRoute
 from mediaplane.images_api.multipart import receive_single_file
@@ -127,7 +128,9 @@ def serve(app_id: str, object_id: str, option: str, request: Request) -> Respons
         return Response(status_code=304, headers=cache)
 
     if option == "profile":
-        variant = service.get_or_create_profile(store, row=row, limits=_limits(settings))
+        variant = service.get_or_create_profile(
+            store, row=row, limits=_limits(settings), faces=build_locator(settings)
+        )
         return Response(variant.data, media_type=variant.content_type, headers=cache)
     return _original(store, ref.storage_key, cache)
 

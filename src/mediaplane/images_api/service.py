@@ -25,11 +25,13 @@ from mediaplane.images_api.models import ImagesFile
 from mediaplane.images_api.schemas import UploadMetadata
 from mediaplane.images_api.urls import ImageRef
 from mediaplane.imaging import ImageLimits, inspect_image, render_profile, sniff_format
+from mediaplane.imaging.profile import FaceLocator
 from mediaplane.storage import ObjectNotFound, ObjectStore
 
 # Bump when the `profile` rendering changes: cached variants live under a versioned key, and
 # the ETag carries the version, so clients and caches never mix two renderings.
-PROFILE_VERSION = 1
+# 2: cut around the largest face, or by libvips' attention, instead of the centre.
+PROFILE_VERSION = 2
 OPTIONS = ("profile", "original")
 
 
@@ -153,8 +155,11 @@ def _render_lock(key: str) -> threading.Lock:
         return lock
 
 
-def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageLimits) -> Variant:
-    """The `profile` rendition: from the cache in storage, else rendered once and cached."""
+def get_or_create_profile(
+    store: ObjectStore, *, row: ImagesFile, limits: ImageLimits, faces: FaceLocator | None = None
+) -> Variant:
+    """The `profile` rendition: from the cache in storage, else rendered once and cached;
+    cut around the largest face `faces` finds (imaging/profile.py)."""
     ref = ImageRef(row.app_id, row.object_id)
     key = ref.variant_key("profile", PROFILE_VERSION)
     try:
@@ -164,7 +169,7 @@ def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageL
             try:
                 data = store.read(key)  # rendered by the request we waited for
             except ObjectNotFound:
-                rendered = render_profile(store.read(ref.storage_key), limits)
+                rendered = render_profile(store.read(ref.storage_key), limits, faces=faces)
                 data = rendered.data
                 store.put(key, io.BytesIO(data), content_type=rendered.content_type)
     fmt = sniff_format(data)
