@@ -334,3 +334,44 @@ def test_assign_keeps_the_closest_pairs_and_skips_exclusions() -> None:
     # "Not me": ann said face_a is not her; she is face_b, bob face_a.
     kept = {(c.photo_face_id, c.user_id) for c in assign(candidates, excluded={(face_a, "ann")})}
     assert kept == {(face_b, "ann"), (face_a, "bob")}
+
+
+# --- what photographers see -----------------------------------------------------------------------
+
+
+def test_the_photo_view_shows_where_faces_are_and_not_who(
+    event: Event, app, make_token
+) -> None:
+    for user in event.users:
+        event.consent(user)
+        event.selfie(user)
+    body = upload_photo(
+        event.client,
+        event.photographer,
+        (FACES / "obama_and_biden.jpg").read_bytes(),
+        project=event.project,
+    )
+    drain(app)
+    url = f"/v1/photos/{body['photoId']}"
+    operator = bearer(make_token(aud="backoffice", roles=["operator"], sub="olga"))
+
+    for headers in (bearer(event.photographer), operator):
+        resp = event.client.get(url, headers=headers)
+        assert resp.status_code == 200, resp.text
+        faces = resp.json()["faces"]
+        boxes = [f["box"] for f in faces]
+        assert all(set(b) == {"x", "y", "width", "height"} for b in boxes)
+        assert [set(f) for f in faces] == [{"box"}] * 3  # a place, nothing about a person
+        # Obama, Biden and the child, largest first, in pixels of the 2000×1428 original.
+        for x, y in [(1230, 500), (843, 542), (1677, 1140)]:
+            assert any(
+                b["x"] <= x <= b["x"] + b["width"] and b["y"] <= y <= b["y"] + b["height"]
+                for b in boxes
+            )
+        areas = [b["width"] * b["height"] for b in boxes]
+        assert areas == sorted(areas, reverse=True)
+        assert "biden" not in resp.text and "obama" not in resp.text
+    # The project's photo list shows them too; the attendees do not get the view at all.
+    listing = event.client.get(f"/v1/projects/{event.project}/photos", headers=operator).json()
+    assert len(listing["items"][0]["faces"]) == 3
+    assert event.client.get(url, headers=event.users["obama"]).status_code == 403

@@ -23,7 +23,7 @@ from mediaplane.errors import InvalidInput
 from mediaplane.faces.engine import FaceEngine
 from mediaplane.faces.index import Candidate, FaceIndex
 from mediaplane.faces.matching import Exclusions, assign
-from mediaplane.faces.models import FaceMatch, SelfieFace
+from mediaplane.faces.models import FaceMatch, PhotoFace, SelfieFace
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
 
@@ -203,3 +203,23 @@ def matches_of(
         .order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
     )
     return [(m, p) for m, p in session.execute(query)]
+
+
+def boxes_of(
+    session: Session, *, photo_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[dict[str, int]]]:
+    """The face boxes of each photo, largest first, as {x, y, width, height} in pixels of the
+    upright original; photos without faces are left out."""
+    if not photo_ids:
+        return {}
+    rows = session.execute(
+        select(PhotoFace.photo_id, PhotoFace.box).where(PhotoFace.photo_id.in_(photo_ids))
+    )
+    found: dict[uuid.UUID, list[dict[str, int]]] = {}
+    for photo_id, box in rows:
+        found.setdefault(photo_id, []).append(
+            {"x": box["left"], "y": box["top"], "width": box["width"], "height": box["height"]}
+        )
+    for boxes in found.values():
+        boxes.sort(key=lambda b: (-b["width"] * b["height"], b["y"], b["x"]))
+    return found

@@ -51,6 +51,21 @@ class StepView(CamelModel):
     attempts: int
 
 
+class FaceBox(CamelModel):
+    """A rectangle in pixels of the upright original (EXIF orientation applied)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class PhotoFaceView(CamelModel):
+    """A face found in a photo: where it is, nothing about whom it matched."""
+
+    box: FaceBox
+
+
 class PhotoView(CamelModel):
     photo_id: uuid.UUID
     project_id: uuid.UUID
@@ -69,6 +84,11 @@ class PhotoView(CamelModel):
         default_factory=dict,
         description="Processing steps (thumbnail, watermark, faces): queued, running, done, "
         "or failed with its reason.",
+    )
+    faces: list[PhotoFaceView] = Field(
+        default_factory=list,
+        description="The faces the `faces` step found, largest first (empty until it ran). "
+        "Shown to the photographer and operators only; who matched is never shown.",
     )
 
 
