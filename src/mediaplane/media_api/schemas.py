@@ -121,7 +121,12 @@ class MyPhoto(CamelModel):
     photo_id: uuid.UUID
     project_id: uuid.UUID
     similarity: float
-    box: dict[str, int]
+    box: dict[str, int] = Field(
+        description="The user's face in the photo: left, top, width, height in pixels of the "
+        "upright original."
+    )
+    width: int | None = Field(description="The original's upright width (for `box`).")
+    height: int | None
     created_at: datetime
     downloads: dict[str, Download]
 

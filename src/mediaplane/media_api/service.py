@@ -223,6 +223,8 @@ def my_photos(
                 project_id=photo.project_id,
                 similarity=round(match.similarity, 1),
                 box=match.box,
+                width=photo.width,
+                height=photo.height,
                 created_at=photo.created_at,
                 downloads=downloads,
             )

@@ -205,6 +205,9 @@ function myPhotosPanel() {
           alt: `photo ${shortId(p.photoId)}, similarity ${p.similarity} %`,
           caption: `Similarity ${p.similarity} %`,
           dataset: { photoId: p.photoId, similarity: p.similarity },
+          // Your face, highlighted: the only face of the photo an attendee is shown.
+          faces: [{ box: { x: p.box.left, y: p.box.top, width: p.box.width, height: p.box.height }, mine: true }],
+          size: { width: p.width, height: p.height },
         });
       }));
       status.set(items.length
