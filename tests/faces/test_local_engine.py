@@ -31,9 +31,9 @@ from mediaplane.settings import Settings
 from tests.faces.test_engine_contract import (
     FACE_CENTRES,
     FACES,
+    GROUP_CHILD_CENTRE,
     LIMITS,
     PORTRAITS,
-    GROUP_CHILD_CENTRE,
     contains,
     face_on_canvas,
     fixture_bytes,

@@ -339,9 +339,7 @@ def test_assign_keeps_the_closest_pairs_and_skips_exclusions() -> None:
 # --- what photographers see -----------------------------------------------------------------------
 
 
-def test_the_photo_view_shows_where_faces_are_and_not_who(
-    event: Event, app, make_token
-) -> None:
+def test_the_photo_view_shows_where_faces_are_and_not_who(event: Event, app, make_token) -> None:
     for user in event.users:
         event.consent(user)
         event.selfie(user)

@@ -15,8 +15,8 @@ import pytest
 import pyvips
 from PIL import Image
 
-from mediaplane.imaging import ImageLimits, ImageRejected, render_counter, render_profile
 from mediaplane.faces import LocalFaceEngine, local_locator
+from mediaplane.imaging import ImageLimits, ImageRejected, render_counter, render_profile
 from mediaplane.imaging.profile import RenderedImage, encode, face_square, to_srgb
 from tests.imaging import factories
 
@@ -206,7 +206,6 @@ def test_refuses_bad_input_with_a_reason(data: bytes, reason: str) -> None:
         render_profile(data, LIMITS)
 
     assert caught.value.reason == reason
-
 
 
 # --- avatars keep the face ----------------------------------------------------------------------

@@ -31,8 +31,8 @@ __all__ = [
     "LocalFaceEngine",
     "build_engine",
     "build_locator",
-    "local_locator",
     "distance_from_similarity",
+    "local_locator",
     "similarity_from_distance",
 ]
 

@@ -117,7 +117,9 @@ class LocalFaceEngine:
         (for cropping: nothing about who it is is computed)."""
         pixels, scale, width, height = self._decode(image)
         with MODELS.borrow() as models:
-            boxes = [_box(rect, scale, width, height) for rect, _ in self._find(models, pixels, scale)]
+            boxes = [
+                _box(rect, scale, width, height) for rect, _ in self._find(models, pixels, scale)
+            ]
         return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
 
     def _decode(self, image: bytes) -> tuple[np.ndarray, _Scale, int, int]:
@@ -158,8 +160,8 @@ class LocalFaceEngine:
 
 
 def quality_from_score(score: float) -> float:
-    """0–1 from a HOG score: 0 at dlib's decision boundary (score 0), 1 from
-    `FULL_QUALITY_SCORE` up, linear between (so a face at the default `min_score`, 0, has quality 0)."""
+    """0–1 from a HOG score: 0 at dlib's decision boundary (score 0, the default `min_score`),
+    1 from `FULL_QUALITY_SCORE` up, linear between."""
     return min(1.0, max(0.0, score / FULL_QUALITY_SCORE))
 
 

@@ -26,7 +26,9 @@ from mediaplane.faces.index import Candidate
 Exclusions = Set[tuple[uuid.UUID, str]]
 
 
-def assign(candidates: Iterable[Candidate], *, excluded: Exclusions = frozenset()) -> list[Candidate]:
+def assign(
+    candidates: Iterable[Candidate], *, excluded: Exclusions = frozenset()
+) -> list[Candidate]:
     """The candidates kept by the rules above, closest first."""
     ordered = sorted(
         (c for c in candidates if (c.photo_face_id, c.user_id) not in excluded),

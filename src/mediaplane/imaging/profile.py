@@ -113,9 +113,7 @@ def face_square(face: Region, width: int, height: int) -> Region:
     return (x, y, side, side)
 
 
-def face_crop(
-    source: bytes, upright: tuple[int, int], face: Region, size: int
-) -> pyvips.Image:
+def face_crop(source: bytes, upright: tuple[int, int], face: Region, size: int) -> pyvips.Image:
     """A `size`×`size` avatar cut around `face`, in pixels of the `upright` original.
 
     Decoded upright and shrunk on load to the smallest size that still gives the square at
