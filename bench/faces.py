@@ -819,19 +819,31 @@ def main() -> None:
     )
     parser.add_argument("--m", type=int, default=HNSW_M, help="HNSW m")
     parser.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
+    parser.add_argument(
+        "--ef-search", type=int, nargs="+", help=f"hnsw.ef_search values (default {EF_SEARCH})"
+    )
     args = parser.parse_args()
     if args.recall:
         print_recall(bench_recall(args.runs or 1))
         return
     if args.face_like:
         HNSW_M, HNSW_EF_CONSTRUCTION = args.m, args.ef_construction
+        if args.ef_search:
+            for key in [k for k in HNSW_MODES if k.startswith("hnsw_ef")]:
+                del HNSW_MODES[key]
+            for ef in args.ef_search:
+                HNSW_MODES[f"hnsw_ef{ef}"] = (
+                    [f"SET hnsw.ef_search = {ef}", "SET hnsw.iterative_scan = off"],
+                    TOP_K_SQL,
+                )
         data = FaceLikeDescriptors()
         search = bench_search(args.face_like, args.queries, {1_000_000: 30}, data)
         search["data"] = {"kind": "face-like", **data.source_pairs}
         search["hnsw"] = {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
         print_search(search, args.queries)
+        efs = "-ef" + "-".join(map(str, args.ef_search)) if args.ef_search else ""
         out = RESULTS.with_name(
-            f"faces-like-{max(args.face_like)}-m{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}.json"
+            f"faces-like-{max(args.face_like)}-m{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}{efs}.json"
         )
         out.write_text(json.dumps(search, indent=2, default=str) + "\n")
         print(f"wrote {out.relative_to(ROOT)}")
