@@ -3,6 +3,14 @@
     .venv/bin/python bench/faces.py               # ~7.5 min on 2 cores (search up to 1M faces)
     .venv/bin/python bench/faces.py --quick       # ~1 min (search up to 100k faces, no JSON)
     .venv/bin/python bench/faces.py --low-dim 16  # control: search on structured data, 100k
+    .venv/bin/python bench/faces.py --recall      # ~2 min: recall on the labelled group set
+
+(r) Recall on bench/data/groups (bench/make_groups.py; 31 photos, 126 faces labelled: the
+    group fixture, landscapes and textures without faces, 20 synthetic crowds of small,
+    turned, dark and half-shadowed faces): per photo, faces found, missed, false positives and
+    the time of `detect()` on one core, for the engine's defaults and for its previous ones
+    (min_score 0.75, min_face_px 80) as the peer. A label is found when a box holds its centre
+    and it holds the box's centre (one box per label).
 
 (a) Detection + embedding, one core (`os.sched_setaffinity(0, {0})`, `VIPS_CONCURRENCY=1`):
     `LocalFaceEngine.detect` on the group fixture (2000×1428, 2.9 MP) and on 12 MP and 24 MP
@@ -67,7 +75,7 @@ SPREAD = 0.9  # L2 distance between two random stored vectors (different people)
 MATCH_DISTANCE = 0.4  # L2 distance of a query from its planted match (same person)
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-EF_SEARCH = (40, 100)
+EF_SEARCH = (40, 100, 200)
 TOP_K = 10
 
 
@@ -271,6 +279,156 @@ class LowDimDescriptors(Descriptors):
         latent = rng.standard_normal((count, self.k), dtype=np.float32) * latent_sigma
         noise = rng.standard_normal((count, DIM), dtype=np.float32) * np.float32(self.sigma / 4)
         return self.centre + latent @ self.basis + noise
+
+
+# Face-like descriptors (`--face-like`): real dlib descriptors of the fixture faces, augmented.
+FACE_CUTS = {  # face boxes (x, y, w, h) in the upright fixtures, and whose face it is
+    "biden_1.jpg": [((439, 233, 311, 310), "biden")],
+    "biden_2.jpg": [((435, 286, 447, 447), "biden")],
+    "obama_1.jpg": [((366, 136, 259, 259), "obama")],
+    "obama_2.jpg": [((164, 302, 311, 310), "obama")],
+    "obama_and_biden.jpg": [
+        ((751, 453, 180, 180), "biden"),
+        ((1149, 393, 181, 180), "obama"),
+        ((1587, 1050, 180, 180), "child"),
+    ],
+}
+PHOTOS_PER_PERSON = 10  # stored faces per synthetic identity (an attendee in 10 photos)
+AUGMENTED_PER_CUT = 40
+DIFFERENT_PEOPLE = 0.84  # median distance between two people (fixtures: 0.82-0.85)
+SAME_PERSON = 0.39  # median distance between two photos of one person (fixtures: 0.35-0.42)
+
+
+def augmented_descriptors() -> tuple[np.ndarray, np.ndarray]:
+    """dlib descriptors of the fixture faces under crops, scales, blur, brightness and flips:
+    (descriptors, identity index). Cached under CACHE (takes ~30 s on one core)."""
+    cache = CACHE / f"augmented-{AUGMENTED_PER_CUT}.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        return saved["vectors"], saved["identity"]
+    import random
+
+    import pyvips
+
+    from mediaplane.faces.local import LocalFaceEngine
+    from mediaplane.imaging import ImageLimits
+
+    engine = LocalFaceEngine(
+        limits=ImageLimits(max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES), upsample=1, max_edge=1200
+    )
+    people = sorted({who for cuts in FACE_CUTS.values() for _, who in cuts})
+    rng = random.Random(5)
+    vectors, identity = [], []
+    for name, cuts in FACE_CUTS.items():
+        photo = pyvips.Image.new_from_file(str(GROUP_PHOTO.parent / name)).autorot()
+        for (x, y, w, h), who in cuts:
+            for _ in range(AUGMENTED_PER_CUT):
+                margin = rng.uniform(0.4, 0.9) * w
+                dx, dy = rng.uniform(-0.15, 0.15) * w, rng.uniform(-0.15, 0.15) * h
+                left = int(max(0, x - margin + dx))
+                top = int(max(0, y - margin + dy))
+                right = int(min(photo.width, x + w + margin + dx))
+                bottom = int(min(photo.height, y + h + margin + dy))
+                image = photo.crop(left, top, right - left, bottom - top)
+                image = image.resize(rng.uniform(90, 300) / w)  # face 90-300 px wide
+                if rng.random() < 0.5:
+                    image = image.fliphor()
+                if rng.random() < 0.4:
+                    image = image.gaussblur(rng.uniform(0.5, 2.0))
+                image = image.linear(rng.uniform(0.55, 1.3), rng.uniform(-20, 20)).cast("uchar")
+                faces = engine.detect(image.jpegsave_buffer(Q=rng.choice([70, 85, 95])))
+                if faces and faces[0].embedding is not None:
+                    vectors.append(faces[0].embedding)
+                    identity.append(people.index(who))
+    out = np.array(vectors, dtype=np.float32), np.array(identity)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, vectors=out[0], identity=out[1])
+    return out
+
+
+class FaceLikeDescriptors(Descriptors):
+    """Descriptors that behave like faces: many per person, people apart.
+
+    Each stored vector is a person's centre plus a *real* within-person variation: a residual
+    (descriptor minus its person's mean) of the augmented fixture descriptors, scaled so two
+    photos of one person are SAME_PERSON apart as in the fixtures (augmenting one photo varies
+    less than two photos do). The fixtures hold three people, so the centres of the synthetic
+    people are drawn around the real mean with a decaying spectrum (the k-th of 128 random
+    orthonormal directions gets variance ∝ 1/k: face embeddings concentrate in a few
+    directions), scaled so two people are DIFFERENT_PEOPLE apart. Person p owns stored rows
+    p·10 … p·10+9; a query is the person's centre plus a fresh residual (another photo of them).
+    """
+
+    def __init__(self, seed: int = 7) -> None:
+        super().__init__(seed)
+        vectors, identity = augmented_descriptors()
+        means = np.stack([vectors[identity == i].mean(axis=0) for i in np.unique(identity)])
+        residuals = vectors - means[identity]
+        same = self._median_pair_distance(residuals, identity)
+        self.residuals = (residuals * np.float32(SAME_PERSON / same)).astype(np.float32)
+        self.mean = vectors.mean(axis=0).astype(np.float32)
+        rng = np.random.default_rng([seed, 3])
+        basis, _ = np.linalg.qr(rng.standard_normal((DIM, DIM)))
+        spectrum = 1.0 / np.arange(1, DIM + 1)
+        # Two centres differ by sqrt(2 · sum(variances)) on average: scale to DIFFERENT_PEOPLE
+        # once the within-person spread is added back.
+        between = np.sqrt(max(DIFFERENT_PEOPLE**2 - SAME_PERSON**2, 0.01) / 2 / spectrum.sum())
+        self.mixing = (basis * (np.sqrt(spectrum) * between)).T.astype(np.float32)
+        self.source_pairs = {"augmented": len(vectors), "augmented_same_median": same}
+
+    @staticmethod
+    def _median_pair_distance(residuals: np.ndarray, identity: np.ndarray) -> float:
+        rng = np.random.default_rng(1)
+        distances = []
+        for _ in range(2000):
+            i, j = rng.choice(len(residuals), size=2, replace=False)
+            if identity[i] == identity[j]:
+                distances.append(float(np.linalg.norm(residuals[i] - residuals[j])))
+        return float(np.median(distances))
+
+    def centres(self, people: np.ndarray) -> np.ndarray:
+        out = np.empty((len(people), DIM), dtype=np.float32)
+        for i, person in enumerate(people):
+            z = np.random.default_rng([self.seed, 11, int(person)]).standard_normal(DIM)
+            out[i] = self.mean + z.astype(np.float32) @ self.mixing
+        return out
+
+    def _photos(self, people: np.ndarray, salt: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, salt, int(people[0]), len(people)])
+        picks = rng.integers(0, len(self.residuals), size=len(people))
+        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(len(people), 1))
+        jitter = rng.standard_normal((len(people), DIM), dtype=np.float32) * np.float32(0.01)
+        return self.centres(people) + signs * self.residuals[picks] + jitter
+
+    def block(self, start: int, count: int) -> np.ndarray:
+        rows = np.arange(start, start + count)
+        people = rows // PHOTOS_PER_PERSON
+        unique, inverse = np.unique(people, return_inverse=True)
+        centres = self.centres(unique)[inverse]
+        rng = np.random.default_rng([self.seed, 13, start])
+        picks = rng.integers(0, len(self.residuals), size=count)
+        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(count, 1))
+        jitter = rng.standard_normal((count, DIM), dtype=np.float32) * np.float32(0.01)
+        return centres + signs * self.residuals[picks] + jitter
+
+    def queries(self, stored: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Another photo of `count` stored people; the match is their nearest stored photo."""
+        rng = np.random.default_rng([self.seed, 17, len(stored)])
+        rows = rng.choice(len(stored), size=count, replace=False)
+        people = rows // PHOTOS_PER_PERSON
+        queries = np.concatenate([self._photos(people[i : i + 1], 19 + i) for i in range(count)])
+        own = [
+            p * PHOTOS_PER_PERSON
+            + int(
+                np.argmin(
+                    np.linalg.norm(
+                        stored[p * PHOTOS_PER_PERSON : (p + 1) * PHOTOS_PER_PERSON] - q, axis=1
+                    )
+                )
+            )
+            for p, q in zip(people, queries, strict=True)
+        ]
+        return queries, np.array(own)
 
 
 def copy_binary(rows: np.ndarray, first_id: int) -> bytes:
@@ -478,6 +636,101 @@ def bench_search(
     return out
 
 
+# --- (r) recall on group photos -----------------------------------------------------------------
+
+GROUPS = ROOT / "bench" / "data" / "groups"
+RECALL_CONFIGS = {
+    "default": {},
+    "previous": {"min_score": 0.75, "min_face_px": 80},
+}
+
+
+def same_face(label: dict[str, Any], box: Any) -> bool:
+    lx, ly = label["x"] + label["width"] / 2, label["y"] + label["height"] / 2
+    bx, by = box.left + box.width / 2, box.top + box.height / 2
+    return (
+        box.left <= lx <= box.left + box.width
+        and box.top <= ly <= box.top + box.height
+        and label["x"] <= bx <= label["x"] + label["width"]
+        and label["y"] <= by <= label["y"] + label["height"]
+    )
+
+
+def bench_recall(runs: int = 1) -> dict[str, Any]:
+    from mediaplane.faces.local import LocalFaceEngine
+    from mediaplane.imaging import ImageLimits
+
+    limits = ImageLimits(max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES)
+    labels = json.loads((GROUPS / "labels.json").read_text())
+    out: dict[str, Any] = {}
+    with pinned_to_one_core():
+        for config, params in RECALL_CONFIGS.items():
+            engine = LocalFaceEngine(limits=limits, **params)
+            rows = {}
+            for name, photo in labels.items():
+                data = (GROUPS / name).read_bytes()
+                times = timed(partial(engine.detect, data), runs)
+                faces = engine.detect(data)
+                unmatched = list(faces)
+                found = []
+                for label in photo["faces"]:
+                    hit = next((f for f in unmatched if same_face(label, f.box)), None)
+                    if hit is not None:
+                        unmatched.remove(hit)
+                    found.append(hit is not None)
+                rows[name] = {
+                    "labelled": len(photo["faces"]),
+                    "found": sum(found),
+                    "labelled_60px": sum(1 for f in photo["faces"] if f["width"] >= 60),
+                    "found_60px": sum(
+                        ok for f, ok in zip(photo["faces"], found, strict=True) if f["width"] >= 60
+                    ),
+                    "missed": [
+                        f["note"] for f, ok in zip(photo["faces"], found, strict=True) if not ok
+                    ],
+                    "false_positives": [vars(f.box) for f in unmatched],
+                    "p50_s": statistics.median(times),
+                }
+            out[config] = {"params": params, "photos": rows}
+            log(f"recall, {config}: done")
+    return out
+
+
+def print_recall(recall: dict[str, Any]) -> None:
+    print("\n(r) detection on bench/data/groups, one core; found / labelled (≥ 60 px), FP, time")
+    configs = list(recall)
+    print(f"{'photo':<20}" + "".join(f"{c:>30}" for c in configs))
+    names = list(recall[configs[0]]["photos"])
+    for name in names:
+        cells = []
+        for c in configs:
+            r = recall[c]["photos"][name]
+            cells.append(
+                f"{r['found']:>3}/{r['labelled']:<3}({r['found_60px']:>2}/{r['labelled_60px']:<2})"
+                f"{len(r['false_positives']):>4} FP{r['p50_s']:>7.2f}s"
+            )
+        print(f"{name:<20}" + "".join(f"{cell:>30}" for cell in cells))
+    for c in configs:
+        rows = recall[c]["photos"].values()
+        found = sum(r["found"] for r in rows)
+        total = sum(r["labelled"] for r in rows)
+        found60 = sum(r["found_60px"] for r in rows)
+        total60 = sum(r["labelled_60px"] for r in rows)
+        fp = sum(len(r["false_positives"]) for r in rows)
+        mean = statistics.mean(r["p50_s"] for r in rows)
+        print(
+            f"{c} {recall[c]['params']}: recall {found}/{total} = {found / total:.3f}, "
+            f"≥ 60 px {found60}/{total60} = {found60 / total60:.3f}; false positives {fp} in "
+            f"{len(rows)} photos; mean {mean:.2f} s per photo"
+        )
+    missed = [
+        f"{name}: {note}"
+        for name, r in recall[configs[0]]["photos"].items()
+        for note in r["missed"]
+    ]
+    print(f"missed by {configs[0]}:\n  " + "\n  ".join(missed))
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -542,6 +795,7 @@ def print_search(search: dict[str, Any], n_queries: int) -> None:
 
 
 def main() -> None:
+    global HNSW_M, HNSW_EF_CONSTRUCTION  # --m and --ef-construction
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="search up to 100k faces only")
     parser.add_argument("--runs", type=int, help="timed detections per photo (default 5, quick 3)")
@@ -552,7 +806,48 @@ def main() -> None:
         metavar="K",
         help="control run: search only, on data of intrinsic dimension K, up to 100k; no JSON",
     )
+    parser.add_argument(
+        "--recall", action="store_true", help="recall on bench/data/groups only; no JSON"
+    )
+    parser.add_argument(
+        "--face-like",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="search only, on face-like descriptors, at these sizes (e.g. 100000 1000000); "
+        "writes bench/results/faces-like-<largest>.json",
+    )
+    parser.add_argument("--m", type=int, default=HNSW_M, help="HNSW m")
+    parser.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
+    parser.add_argument(
+        "--ef-search", type=int, nargs="+", help=f"hnsw.ef_search values (default {EF_SEARCH})"
+    )
     args = parser.parse_args()
+    if args.recall:
+        print_recall(bench_recall(args.runs or 1))
+        return
+    if args.face_like:
+        HNSW_M, HNSW_EF_CONSTRUCTION = args.m, args.ef_construction
+        if args.ef_search:
+            for key in [k for k in HNSW_MODES if k.startswith("hnsw_ef")]:
+                del HNSW_MODES[key]
+            for ef in args.ef_search:
+                HNSW_MODES[f"hnsw_ef{ef}"] = (
+                    [f"SET hnsw.ef_search = {ef}", "SET hnsw.iterative_scan = off"],
+                    TOP_K_SQL,
+                )
+        data = FaceLikeDescriptors()
+        search = bench_search(args.face_like, args.queries, {1_000_000: 30}, data)
+        search["data"] = {"kind": "face-like", **data.source_pairs}
+        search["hnsw"] = {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
+        print_search(search, args.queries)
+        efs = "-ef" + "-".join(map(str, args.ef_search)) if args.ef_search else ""
+        out = RESULTS.with_name(
+            f"faces-like-{max(args.face_like)}-m{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}{efs}.json"
+        )
+        out.write_text(json.dumps(search, indent=2, default=str) + "\n")
+        print(f"wrote {out.relative_to(ROOT)}")
+        return
     runs = args.runs or (3 if args.quick else 5)
     sizes = [10_000, 100_000] if args.quick or args.low_dim else [10_000, 100_000, 1_000_000]
     if args.low_dim:

@@ -64,6 +64,13 @@ def test_photographer_uploads_photos_and_sees_their_thumbnails(console: Console)
     console.page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
 
+    # The group photo: its three faces (two men and the child) boxed on the opened photo.
+    group = console.page.locator("#project-grid li.tile", has_text="3 faces")
+    group.locator(".tile-open").click()
+    expect(viewer.locator(".face-box")).to_have_count(3)
+    console.screenshots("photographer-faces", full_page=False)
+    console.page.keyboard.press("Escape")
+
 
 def test_attendee_finds_exactly_their_photos_and_revoking_empties_them(
     console: Console,
@@ -85,6 +92,12 @@ def test_attendee_finds_exactly_their_photos_and_revoking_empties_them(
     for tile in tiles.all():
         assert float(tile.get_attribute("data-similarity") or 0) >= 50
     console.screenshots("attendee")
+    # Opened, a photo shows one box: the attendee's own face, and nobody else's.
+    tiles.first.locator(".tile-open").click()
+    viewer = console.page.locator("dialog.viewer")
+    expect(viewer.locator(".face-box.mine")).to_have_count(1)
+    expect(viewer.locator(".face-box")).to_have_count(1)
+    console.page.keyboard.press("Escape")
 
     screen.get_by_role("button", name="Revoke consent and erase my face data").click()
     expect(console.page.locator("#consent-status")).to_have_attribute("data-consent", "none")

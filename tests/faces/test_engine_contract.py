@@ -3,8 +3,8 @@
 
 What an engine promises (engine.py): the faces big and clear enough to match, largest first, in
 pixels of the upright original; [] when there are none; `ImageRejected` for bytes that are not
-an acceptable image. "Big enough" is at least 80 px wide in the original (the local engine's
-`DEFAULT_MIN_FACE_PX`, docs/faces.md says why): a face 60 px wide is not returned, while the
+an acceptable image. "Big enough" is at least 50 px wide in the original (the local engine's
+`DEFAULT_MIN_FACE_PX`, docs/faces.md says why): a face 30 px wide is not returned, while the
 same face at 120 px is.
 
 To add an engine: put a factory in `ENGINES` that returns it ready to answer for the fixtures
@@ -34,6 +34,10 @@ FACE_CENTRES = {
     "obama_2.jpg": [(305, 424)],
     "obama_and_biden.jpg": [(1230, 500), (843, 542)],  # Obama, Biden
 }
+# The child at the right edge of the group photo, looking down, her face in the shadow of her
+# hair: a real face, found by the local engine (HOG score ~0.3) and left out by Rekognition's
+# pose filter (pitch). Either answer keeps the contract; a box anywhere else does not.
+GROUP_CHILD_CENTRE = (1677, 1140)
 PORTRAITS = ["biden_1.jpg", "biden_2.jpg", "obama_1.jpg", "obama_2.jpg"]
 
 # Where obama_1's face is (a box found by dlib), to cut it out at chosen sizes.
@@ -50,7 +54,7 @@ def rekognition_engine() -> FaceEngine:
     from tests.faces.test_rekognition import recorded_rekognition_engine
 
     images = {name: fixture_bytes(name) for name in FACE_CENTRES}
-    images.update({f"canvas-{width}": face_on_canvas(width) for width in (60, 120)})
+    images.update({f"canvas-{width}": face_on_canvas(width) for width in (30, 120)})
     return recorded_rekognition_engine(images)
 
 
@@ -142,16 +146,14 @@ def test_group_photo_has_both_people_largest_first(engine: FaceEngine) -> None:
 
     faces = engine.detect(data)
 
-    # Two, not three: the child at the right edge, looking down with her face in shadow, is
-    # not clear enough to match (docs/faces.md).
-    assert len(faces) == 2
     for face in faces:
         assert_well_formed(face, width, height)
-    centres = FACE_CENTRES["obama_and_biden.jpg"]
-    assert sorted(next(i for i, c in enumerate(centres) if contains(f.box, c)) for f in faces) == [
-        0,
-        1,
-    ]
+    obama, biden = FACE_CENTRES["obama_and_biden.jpg"]
+    assert [contains(f.box, obama) for f in faces].count(True) == 1
+    assert [contains(f.box, biden) for f in faces].count(True) == 1
+    others = [f for f in faces if not contains(f.box, obama) and not contains(f.box, biden)]
+    assert all(contains(f.box, GROUP_CHILD_CENTRE) for f in others), others
+    assert len(others) <= 1
     areas = [f.box.width * f.box.height for f in faces]
     assert areas == sorted(areas, reverse=True)
 
@@ -169,7 +171,7 @@ def test_no_face_in_a_picture_without_one(engine: FaceEngine, pattern: str) -> N
 
 
 def test_face_too_small_to_match_is_not_returned(engine: FaceEngine) -> None:
-    assert engine.detect(face_on_canvas(60)) == []
+    assert engine.detect(face_on_canvas(30)) == []
 
 
 def test_same_face_big_enough_is_returned(engine: FaceEngine) -> None:

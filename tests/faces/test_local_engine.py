@@ -31,9 +31,11 @@ from mediaplane.settings import Settings
 from tests.faces.test_engine_contract import (
     FACE_CENTRES,
     FACES,
+    GROUP_CHILD_CENTRE,
     LIMITS,
     PORTRAITS,
     contains,
+    face_on_canvas,
     fixture_bytes,
 )
 
@@ -105,6 +107,22 @@ def test_selfie_matches_only_its_person_in_the_group_photo(
     assert distance(me, mine) < MATCH_DISTANCE < distance(me, other)
 
 
+def test_every_face_of_the_group_photo_is_found(detected: dict[str, list[DetectedFace]]) -> None:
+    # The child at the right edge looks down, her face in the shadow of her hair: HOG scores
+    # her ~0.3, which the old cut (0.75) dropped. She is a face, and an attendee.
+    faces = detected[GROUP]
+
+    assert len(faces) == 3
+    assert [contains(f.box, GROUP_CHILD_CENTRE) for f in faces].count(True) == 1
+
+
+def test_a_face_60_px_wide_is_found(engine: LocalFaceEngine) -> None:
+    faces = engine.detect(face_on_canvas(60))
+
+    assert len(faces) == 1
+    assert 50 <= faces[0].box.width <= 75
+
+
 def test_similarity_and_distance_are_inverse() -> None:
     for d in (0.0, 0.35, 0.6, 0.85, 1.2):
         assert distance_from_similarity(similarity_from_distance(d)) == pytest.approx(d)
@@ -163,8 +181,8 @@ def test_24_megapixel_photo_is_detected_on_a_small_decode(
 
     assert decoded == [(1142, 1600, 3)]  # never the 5800×4141 frame
     scale = big.width / 2000
-    assert len(faces) == 2
-    # The two men's faces are the same size: pair them by place, not by order.
+    assert len(faces) == len(detected[GROUP]) == 3
+    # The three faces are about the same size: pair them by place, not by order.
     for small in detected[GROUP]:
         expected = Box(
             left=round(small.box.left * scale),
@@ -174,7 +192,8 @@ def test_24_megapixel_photo_is_detected_on_a_small_decode(
         )
         face = next(f for f in faces if contains(f.box, centre(expected)))
         assert_boxes_close(face.box, expected, tolerance=0.05)
-        assert distance(face, small) < 0.1
+        # The child's dark, downcast face describes less stably than the men's clear ones.
+        assert distance(face, small) < (0.3 if contains(small.box, GROUP_CHILD_CENTRE) else 0.1)
 
 
 def centre(box: Box) -> tuple[float, float]:

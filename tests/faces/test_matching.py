@@ -239,3 +239,137 @@ def test_photo_without_faces_is_done_with_zero_faces(event: Event, app) -> None:
         ("faces", "done"),
     }
     assert count(app, PhotoFace) == 0
+
+
+# --- matching rules (faces/matching.py) -----------------------------------------------------------
+
+
+def two_of_biden() -> bytes:
+    """biden_2 twice on one photo: as taken, and smaller and darker (a worse likeness)."""
+    import pyvips
+
+    photo = pyvips.Image.new_from_file(str(FACES / "biden_2.jpg")).autorot()
+    other = photo.resize(0.5).linear(0.6, 0).cast("uchar")
+    canvas = pyvips.Image.black(photo.width + other.width, photo.height, bands=3) + 200
+    canvas = canvas.insert(photo, 0, 0).insert(other, photo.width, 300)
+    return canvas.cast("uchar").copy(interpretation="srgb").jpegsave_buffer(Q=92)
+
+
+def photo_faces_by_distance(app, user_id: str) -> list[uuid.UUID]:
+    """The photo faces ordered by their distance to the user's selfie face, closest first."""
+    with app.state.db.transaction() as session:
+        selfie = session.get(SelfieFace, user_id)
+        assert selfie is not None
+        rows = session.execute(
+            select(PhotoFace.id).order_by(PhotoFace.embedding.l2_distance(selfie.embedding))
+        )
+        return [r.id for r in rows]
+
+
+def matches(app) -> set[tuple[str, uuid.UUID]]:
+    with app.state.db.transaction() as session:
+        return {(m.user_id, m.photo_face_id) for m in session.scalars(select(FaceMatch))}
+
+
+@pytest.mark.parametrize("order", ["photos_first", "selfies_first"])
+def test_a_user_matches_a_photo_once_with_the_closest_face(event: Event, app, order: str) -> None:
+    event.consent("biden")
+
+    def upload() -> None:
+        upload_photo(event.client, event.photographer, two_of_biden(), project=event.project)
+
+    steps = [lambda: event.selfie("biden"), upload]
+    for step in steps if order == "selfies_first" else reversed(steps):
+        step()
+        drain(app)
+
+    assert count(app, PhotoFace) == 2  # both faces found and stored
+    closest = photo_faces_by_distance(app, "biden")[0]
+    assert matches(app) == {("biden", closest)}
+
+
+@pytest.mark.parametrize("order", ["photos_first", "selfies_first"])
+def test_one_face_is_never_two_people(event: Event, app, make_token, order: str) -> None:
+    # Two accounts with selfies of the same man: the photo's one face is the closer one's.
+    event.users["joe"] = bearer(make_token(aud="media", roles=["user"], sub="joe"))
+    for user in ("biden", "joe"):
+        event.consent(user)
+
+    def selfies() -> None:
+        event.selfie("biden")  # biden_1.jpg
+        event.selfie("joe", (FACES / "biden_2.jpg").read_bytes())  # the photo itself
+        drain(app)
+
+    def photo() -> None:
+        event.photo("biden_2.jpg")
+        drain(app)
+
+    for step in (selfies, photo) if order == "selfies_first" else (photo, selfies):
+        step()
+
+    (face,) = photo_faces_by_distance(app, "joe")
+    assert matches(app) == {("joe", face)}
+    assert event.my_photos("joe") == {"biden_2.jpg"}
+    assert event.my_photos("biden") == set()
+
+
+def test_assign_keeps_the_closest_pairs_and_skips_exclusions() -> None:
+    from mediaplane.faces.index import Candidate
+    from mediaplane.faces.matching import assign
+
+    photo, project = uuid.uuid4(), uuid.uuid4()
+    face_a, face_b = uuid.uuid4(), uuid.uuid4()
+
+    def pair(face: uuid.UUID, user: str, similarity: float) -> Candidate:
+        return Candidate(photo, project, face, user, similarity, {})
+
+    candidates = [
+        pair(face_a, "ann", 80),
+        pair(face_b, "ann", 70),  # ann's second face: dropped
+        pair(face_a, "bob", 75),  # bob's closest face is ann's: he takes face_b
+        pair(face_b, "bob", 60),
+    ]
+    kept = {(c.photo_face_id, c.user_id) for c in assign(candidates)}
+    assert kept == {(face_a, "ann"), (face_b, "bob")}
+    # "Not me": ann said face_a is not her; she is face_b, bob face_a.
+    kept = {(c.photo_face_id, c.user_id) for c in assign(candidates, excluded={(face_a, "ann")})}
+    assert kept == {(face_b, "ann"), (face_a, "bob")}
+
+
+# --- what photographers see -----------------------------------------------------------------------
+
+
+def test_the_photo_view_shows_where_faces_are_and_not_who(event: Event, app, make_token) -> None:
+    for user in event.users:
+        event.consent(user)
+        event.selfie(user)
+    body = upload_photo(
+        event.client,
+        event.photographer,
+        (FACES / "obama_and_biden.jpg").read_bytes(),
+        project=event.project,
+    )
+    drain(app)
+    url = f"/v1/photos/{body['photoId']}"
+    operator = bearer(make_token(aud="backoffice", roles=["operator"], sub="olga"))
+
+    for headers in (bearer(event.photographer), operator):
+        resp = event.client.get(url, headers=headers)
+        assert resp.status_code == 200, resp.text
+        faces = resp.json()["faces"]
+        boxes = [f["box"] for f in faces]
+        assert all(set(b) == {"x", "y", "width", "height"} for b in boxes)
+        assert [set(f) for f in faces] == [{"box"}] * 3  # a place, nothing about a person
+        # Obama, Biden and the child, largest first, in pixels of the 2000×1428 original.
+        for x, y in [(1230, 500), (843, 542), (1677, 1140)]:
+            assert any(
+                b["x"] <= x <= b["x"] + b["width"] and b["y"] <= y <= b["y"] + b["height"]
+                for b in boxes
+            )
+        areas = [b["width"] * b["height"] for b in boxes]
+        assert areas == sorted(areas, reverse=True)
+        assert "biden" not in resp.text and "obama" not in resp.text
+    # The project's photo list shows them too; the attendees do not get the view at all.
+    listing = event.client.get(f"/v1/projects/{event.project}/photos", headers=operator).json()
+    assert len(listing["items"][0]["faces"]) == 3
+    assert event.client.get(url, headers=event.users["obama"]).status_code == 403

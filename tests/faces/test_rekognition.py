@@ -224,18 +224,18 @@ RECORDED: dict[str, list[RecordedFace]] = {
         )
     ],
     "obama_and_biden.jpg": [GROUP_OBAMA, GROUP_BIDEN, GROUP_CHILD],
-    "canvas-60": [
+    "canvas-30": [
         RecordedFace(
-            0.4787,
-            0.4613,
-            0.0458,
-            0.0765,
+            0.4901,
+            0.4804,
+            0.0229,
+            0.0383,
             landmarks(
-                (0.4926, 0.4849),
-                (0.5120, 0.4848),
-                (0.5025, 0.4993),
-                (0.4906, 0.5117),
-                (0.5133, 0.5107),
+                (0.4963, 0.4925),
+                (0.5060, 0.4924),
+                (0.5013, 0.4997),
+                (0.4953, 0.5059),
+                (0.5067, 0.5054),
             ),
             confidence=99.87,
         )
@@ -555,7 +555,7 @@ def test_detect_keeps_clear_big_faces_largest_first(
     profile = replace(
         GROUP_BIDEN, left=0.15, top=0.05, pose={"Roll": 0.0, "Yaw": 71.0, "Pitch": 0.0}
     )
-    speck = replace(GROUP_BIDEN, left=0.70, top=0.05, width=0.035, height=0.05)  # 70 px wide
+    speck = replace(GROUP_BIDEN, left=0.70, top=0.05, width=0.02, height=0.03)  # 40 px wide
     stubber.add_response(
         "detect_faces",
         detect_response([GROUP_BIDEN, blurry_poster, profile, GROUP_CHILD, speck, GROUP_OBAMA]),

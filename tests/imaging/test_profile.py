@@ -9,14 +9,18 @@ from __future__ import annotations
 import functools
 import io
 import struct
+from typing import Any
 
 import pytest
 import pyvips
 from PIL import Image
 
+from mediaplane.faces import LocalFaceEngine, local_locator
 from mediaplane.imaging import ImageLimits, ImageRejected, render_counter, render_profile
-from mediaplane.imaging.profile import RenderedImage, cover_crop, encode, orient, to_srgb
+from mediaplane.imaging.profile import RenderedImage, encode, face_square, to_srgb
 from tests.imaging import factories
+
+TALL_PORTRAIT = factories.FIXTURES / "faces" / "biden_1.jpg"  # 970×2204, the face in the top fifth
 
 LIMITS = ImageLimits(max_pixels=50_000_000, max_bytes=50 * 1024 * 1024)
 
@@ -89,10 +93,18 @@ def test_profile_is_240_square_upright_and_stripped(family: str, orientation: in
 def test_a_render_that_ignores_orientation_fails_the_upright_check(
     family: str, orientation: int
 ) -> None:
-    # The same pipeline without its `orient` step: proves the threshold above can fail.
+    # The same pipeline without applying the orientation: proves the threshold above can fail.
     source = factories.orientation_fixture(family, orientation)
 
-    unrotated = pixels(encode(to_srgb(cover_crop(source, 240))).data)
+    unrotated = pixels(
+        encode(
+            to_srgb(
+                pyvips.Image.thumbnail_buffer(
+                    source, 240, height=240, crop=pyvips.enums.Interesting.ATTENTION, no_rotate=True
+                )
+            )
+        ).data
+    )
 
     assert mean_abs_diff(unrotated, upright_reference(family)) > 5 * UPRIGHT_THRESHOLD
 
@@ -196,11 +208,68 @@ def test_refuses_bad_input_with_a_reason(data: bytes, reason: str) -> None:
     assert caught.value.reason == reason
 
 
-def test_orient_applies_and_drops_the_exif_tag() -> None:
-    sideways = pixels(factories.jpeg_bytes(40, 20)).copy()
-    sideways.set_type(pyvips.GValue.gint_type, "orientation", 6)  # "rotate 90° clockwise"
+# --- avatars keep the face ----------------------------------------------------------------------
 
-    upright = orient(sideways)
 
-    assert (upright.width, upright.height) == (20, 40)
-    assert upright.get_typeof("orientation") == 0 or upright.get("orientation") == 1
+@functools.cache
+def locate() -> Any:
+    return local_locator(LIMITS)
+
+
+def faces_in(rendered: RenderedImage) -> int:
+    return len(LocalFaceEngine(limits=LIMITS).detect(rendered.data))
+
+
+def test_tall_portrait_is_cut_around_the_face() -> None:
+    source = TALL_PORTRAIT.read_bytes()
+
+    rendered = render_profile(source, LIMITS, faces=locate())
+
+    assert (rendered.width, rendered.height) == (240, 240)
+    assert faces_in(rendered) == 1
+    # The control: the centre square of this portrait is a torso, no face in it.
+    centre = pyvips.Image.thumbnail_buffer(
+        source, 240, height=240, crop=pyvips.enums.Interesting.CENTRE
+    )
+    assert faces_in(encode(to_srgb(centre))) == 0
+
+
+def test_face_crop_follows_the_exif_orientation() -> None:
+    upright = pixels(TALL_PORTRAIT.read_bytes())
+    stored = upright.rot270().copy()  # stored sideways, tagged "rotate 90° clockwise"
+    stored.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    source = stored.jpegsave_buffer(Q=92)
+
+    rendered = render_profile(source, LIMITS, faces=locate())
+    reference = render_profile(TALL_PORTRAIT.read_bytes(), LIMITS, faces=locate())
+
+    assert faces_in(rendered) == 1
+    assert mean_abs_diff(pixels(rendered.data), pixels(reference.data)) < UPRIGHT_THRESHOLD
+
+
+def test_without_a_face_the_attention_crop_is_used() -> None:
+    # A plain tall picture with one busy, colourful patch near the top: attention finds it,
+    # a centre crop would not.
+    canvas = pyvips.Image.black(600, 1800, bands=3) + 120
+    patch = pyvips.Image.gaussnoise(300, 300, sigma=80, mean=128).bandjoin_const([40, 200])
+    source = canvas.insert(patch.cast("uchar"), 150, 100).cast("uchar")
+    data = source.copy(interpretation="srgb").jpegsave_buffer(Q=90)
+
+    rendered = render_profile(data, LIMITS, faces=locate())
+
+    out = pixels(rendered.data)
+    assert (out.width, out.height) == (240, 240)
+    # The patch is noisy: a crop that holds it has a large spread of values.
+    assert out.deviate() > 30
+
+
+@pytest.mark.parametrize(
+    ("face", "square"),
+    [
+        ((400, 200, 100, 100), (340, 129, 220, 220)),  # room all around: 2.2× the face
+        ((0, 0, 100, 100), (0, 0, 220, 220)),  # at the corner: moved inside
+        ((100, 100, 800, 800), (200, 0, 600, 600)),  # bigger than the picture: its short edge
+    ],
+)
+def test_face_square(face: tuple[int, int, int, int], square: tuple[int, int, int, int]) -> None:
+    assert face_square(face, 1000, 600) == square

@@ -21,6 +21,7 @@ from mediaplane.faces.engine import (
 )
 from mediaplane.faces.local import LocalFaceEngine
 from mediaplane.imaging.limits import ImageLimits
+from mediaplane.imaging.profile import FaceLocator, Region
 from mediaplane.settings import Settings
 
 __all__ = [
@@ -29,7 +30,9 @@ __all__ = [
     "FaceEngine",
     "LocalFaceEngine",
     "build_engine",
+    "build_locator",
     "distance_from_similarity",
+    "local_locator",
     "similarity_from_distance",
 ]
 
@@ -64,3 +67,27 @@ def face_limits(settings: Settings) -> ImageLimits:
         max_pixels=settings.max_image_pixels,
         max_bytes=max(settings.selfie_max_bytes, settings.photo_max_bytes),
     )
+
+
+# Avatars are small and their faces big: a 800 px decode finds faces from ~20 px of it.
+LOCATOR_MAX_EDGE = 800
+
+
+def build_locator(settings: Settings) -> FaceLocator | None:
+    """Where the faces of a profile picture are, for the avatar crop (imaging/profile.py):
+    the local detector, boxes only, whatever `FACE_ENGINE` matches with (nothing is stored
+    and nothing leaves the machine); None when `FACE_ENGINE=off`, which turns every face
+    processing off."""
+    if settings.face_engine == "off":
+        return None
+    return local_locator(face_limits(settings))
+
+
+def local_locator(limits: ImageLimits) -> FaceLocator:
+    """The local detector as a `FaceLocator`: boxes of an 800 px decode, largest first."""
+    engine = LocalFaceEngine(limits=limits, max_edge=LOCATOR_MAX_EDGE)
+
+    def locate(image: bytes) -> list[Region]:
+        return [(b.left, b.top, b.width, b.height) for b in engine.locate(image)]
+
+    return locate

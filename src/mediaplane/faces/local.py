@@ -13,7 +13,7 @@ Why a downscaled decode: HOG's cost grows with the pixels, and a 24 MP frame dec
 (`decode_within`), so the full frame never exists. The price: HOG with upsample=1 finds faces
 down to ~40 decoded pixels, so in a photo larger than `max_edge` the smallest face found is
 ~40 × (long edge / max_edge) original pixels: 145 px in a 5800 px wide 24 MP photo, above
-`min_face_px` (80). Raise `max_edge` to find smaller faces in big photos (HOG time grows with
+`min_face_px` (50). Raise `max_edge` to find smaller faces in big photos (HOG time grows with
 the decoded pixels).
 
 Measured on one core (`bench/faces.py`: `sched_setaffinity` to one CPU, VIPS_CONCURRENCY=1,
@@ -62,13 +62,16 @@ DEFAULT_MAX_EDGE = 1600
 DEFAULT_UPSAMPLE = 1
 # Smallest face width in the original's pixels. Shrinking the fixtures' faces to N px moved
 # their descriptor from its full-size self by ~0.06-0.09 at 80 px, 0.10-0.13 at 60 px,
-# 0.19-0.24 at 40 px and ~0.3 at 30 px (the match threshold is a distance of ~0.6), and a face
-# that small in a photo is usually blurred or compressed too.
-DEFAULT_MIN_FACE_PX = 80
-# HOG score (dlib's SVM margin; 0 is dlib's own decision boundary). On the fixtures at decode
-# sizes 1000-2200 px: clear faces 0.92-2.42, the child looking down at the edge of the group
-# photo 0.25-0.58, everything else (collars, hands, hair) below -0.39.
-DEFAULT_MIN_SCORE = 0.75
+# 0.15-0.17 at 50 px, 0.19-0.24 at 40 px and ~0.3 at 30 px (the match threshold is a distance
+# of ~0.6). 50, not 60: a face 60 px wide (the issue's bar, "found on group photos") gets a HOG
+# box of 55-65 px, so the cut sits below it.
+DEFAULT_MIN_FACE_PX = 50
+# HOG score (dlib's SVM margin; 0 is dlib's own decision boundary). On the labelled group set
+# (bench/data/groups, 31 photos, 126 faces; docs/faces.md) no box scored 0 or more on anything
+# but a face, down to -0.3; real faces scored down to 0.0-0.3 when small, turned, dark or
+# half in shadow (the child looking down in the group fixture: 0.25-0.58). The old cut, 0.75,
+# dropped 12 of the 101 faces >= 60 px that 0.0 finds.
+DEFAULT_MIN_SCORE = 0.0
 # The score at which `quality` reaches 1: clear frontal faces in the fixtures score 1-2.4.
 FULL_QUALITY_SCORE = 2.0
 
@@ -102,21 +105,41 @@ class LocalFaceEngine:
     def detect(self, image: bytes) -> list[DetectedFace]:
         """Faces at least `min_face_px` wide in the original and scoring `min_score` or more,
         largest first, in pixels of the upright original; raises `ImageRejected`."""
+        pixels, scale, width, height = self._decode(image)
+        with MODELS.borrow() as models:
+            faces = [
+                self._describe(models, pixels, rect, score, scale, width, height)
+                for rect, score in self._find(models, pixels, scale)
+            ]
+        return sorted(faces, key=lambda f: (f.box.width * f.box.height, f.quality), reverse=True)
+
+    def locate(self, image: bytes) -> list[Box]:
+        """The boxes `detect` would give, largest first, without landmarks or descriptors
+        (for cropping: nothing about who it is is computed)."""
+        pixels, scale, width, height = self._decode(image)
+        with MODELS.borrow() as models:
+            boxes = [
+                _box(rect, scale, width, height) for rect, _ in self._find(models, pixels, scale)
+            ]
+        return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
+
+    def _decode(self, image: bytes) -> tuple[np.ndarray, _Scale, int, int]:
         fmt, header, _ = open_checked(image, self.limits)
         width, height = upright_size(header)
         wait = self.limits.decode_wait_seconds
         with decoding(fmt, header, wait_seconds=wait), libvips_errors():
             decoded = decode_within(image, fmt, header, width=self.max_edge, height=self.max_edge)
             pixels = rgb_pixels(opaque_srgb(decoded))
-        scale = _Scale(x=width / pixels.shape[1], y=height / pixels.shape[0])
-        with MODELS.borrow() as models:
-            rects, scores, _ = models.detector.run(pixels, self.upsample, self.min_score)
-            faces = [
-                self._describe(models, pixels, rect, score, scale, width, height)
-                for rect, score in zip(rects, scores, strict=True)
-                if rect.width() * scale.x >= self.min_face_px
-            ]
-        return sorted(faces, key=lambda f: (f.box.width * f.box.height, f.quality), reverse=True)
+        return pixels, _Scale(x=width / pixels.shape[1], y=height / pixels.shape[0]), width, height
+
+    def _find(self, models: _Models, pixels: np.ndarray, scale: _Scale) -> list[tuple[Any, float]]:
+        """HOG boxes (decoded pixels) with their scores, filtered by score and size."""
+        rects, scores, _ = models.detector.run(pixels, self.upsample, self.min_score)
+        return [
+            (rect, score)
+            for rect, score in zip(rects, scores, strict=True)
+            if rect.width() * scale.x >= self.min_face_px
+        ]
 
     def _describe(
         self,
@@ -139,8 +162,8 @@ class LocalFaceEngine:
 
 
 def quality_from_score(score: float) -> float:
-    """0–1 from a HOG score: 0 at dlib's decision boundary (score 0), 1 from
-    `FULL_QUALITY_SCORE` up, linear between (so the default `min_score` 0.75 is 0.375)."""
+    """0–1 from a HOG score: 0 at dlib's decision boundary (score 0, the default `min_score`),
+    1 from `FULL_QUALITY_SCORE` up, linear between."""
     return min(1.0, max(0.0, score / FULL_QUALITY_SCORE))
 
 

@@ -114,7 +114,7 @@ REENCODE_QUALITY = 90
 DEFAULT_MIN_CONFIDENCE = 90.0
 # Smallest face width in the upright original's pixels: the local engine's bar (faces/local.py),
 # so switching engines does not change which faces count.
-DEFAULT_MIN_FACE_PX = 80
+DEFAULT_MIN_FACE_PX = 50
 # AWS's recommended range for faces to compare ("Recommendations for facial comparison input
 # images"): pitch under 30° face down and 45° face up, yaw under 45° either way, any roll. The
 # docs do not say which sign of Pitch is "down", so 30° is applied both ways.

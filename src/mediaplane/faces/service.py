@@ -22,7 +22,8 @@ from mediaplane.consent import Purpose, has_active
 from mediaplane.errors import InvalidInput
 from mediaplane.faces.engine import FaceEngine
 from mediaplane.faces.index import Candidate, FaceIndex
-from mediaplane.faces.models import FaceMatch, SelfieFace
+from mediaplane.faces.matching import Exclusions, assign
+from mediaplane.faces.models import FaceMatch, PhotoFace, SelfieFace
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
 from mediaplane.uploads.service import accepted_key
@@ -40,7 +41,7 @@ def _lock_matching(session: Session) -> None:
 
 
 def _record(session: Session, candidates: list[Candidate], now: datetime) -> int:
-    """Upsert matches, keeping each user's best face per photo."""
+    """Upsert matches (already assigned: one face per user and photo, one user per face)."""
     for c in candidates:
         statement = insert(FaceMatch).values(
             photo_id=c.photo_id,
@@ -64,11 +65,48 @@ def _record(session: Session, candidates: list[Candidate], now: datetime) -> int
     return len(candidates)
 
 
+def _reassign_photos(
+    session: Session, found: list[Candidate], *, excluded: Exclusions
+) -> list[Candidate]:
+    """A new selfie's candidates joined with the matches already in the photos they touch,
+    assigned by the rules (faces/matching.py). Other users' matches that lose their face are
+    deleted; the returned ones (the new user's) are to be recorded.
+
+    Known limit: a user whose face the newcomer takes (a closer pair) loses that photo rather
+    than falling back to another face of theirs there, which the index was not asked for;
+    reprocessing the photo gives the full assignment.
+    """
+    photo_ids = {c.photo_id for c in found}
+    if not photo_ids:
+        return []
+    existing = session.scalars(select(FaceMatch).where(FaceMatch.photo_id.in_(photo_ids))).all()
+    current = [
+        Candidate(
+            photo_id=m.photo_id,
+            project_id=m.project_id,
+            photo_face_id=m.photo_face_id,
+            user_id=m.user_id,
+            similarity=m.similarity,
+            box=m.box,
+        )
+        for m in existing
+    ]
+    kept = assign([*current, *found], excluded=excluded)
+    still = {(c.photo_id, c.user_id, c.photo_face_id) for c in kept}
+    for match in existing:
+        if (match.photo_id, match.user_id, match.photo_face_id) not in still:
+            session.delete(match)
+    session.flush()
+    return [c for c in kept if c.user_id in {f.user_id for f in found}]
+
+
 @dataclass
 class FaceMatcher:
     engine: FaceEngine
     index: FaceIndex
     threshold: float
+    # (photo face id, user id) pairs that never match: "not me" answers, once they are stored.
+    excluded: Exclusions = frozenset()
 
     def process_selfie(
         self, session_factory: Any, store: ObjectStore, selfie: PendingUpload
@@ -102,7 +140,8 @@ class FaceMatcher:
             found = self.index.candidates_for_user(
                 session, user_id=user_id, threshold=self.threshold
             )
-            return {"faces": "indexed", "matches": _record(session, found, now)}
+            kept = _reassign_photos(session, found, excluded=self.excluded)
+            return {"faces": "indexed", "matches": _record(session, kept, now)}
 
     def recognize_faces(
         self, session_factory: Any, store: ObjectStore, photo: PendingUpload
@@ -125,7 +164,8 @@ class FaceMatcher:
                 )
                 if has_active(session, user_id=c.user_id, purpose=Purpose.BIOMETRIC_PROCESSING)
             ]
-            return {"faces": len(faces), "matches": _record(session, found, now)}
+            kept = assign(found, excluded=self.excluded)
+            return {"faces": len(faces), "matches": _record(session, kept, now)}
 
 
 def _newer(session: Session, selfie_id: uuid.UUID, *, than: PendingUpload) -> bool:
@@ -164,3 +204,23 @@ def matches_of(
         .order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
     )
     return [(m, p) for m, p in session.execute(query)]
+
+
+def boxes_of(
+    session: Session, *, photo_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[dict[str, int]]]:
+    """The face boxes of each photo, largest first, as {x, y, width, height} in pixels of the
+    upright original; photos without faces are left out."""
+    if not photo_ids:
+        return {}
+    rows = session.execute(
+        select(PhotoFace.photo_id, PhotoFace.box).where(PhotoFace.photo_id.in_(photo_ids))
+    )
+    found: dict[uuid.UUID, list[dict[str, int]]] = {}
+    for photo_id, box in rows:
+        found.setdefault(photo_id, []).append(
+            {"x": box["left"], "y": box["top"], "width": box["width"], "height": box["height"]}
+        )
+    for boxes in found.values():
+        boxes.sort(key=lambda b: (-b["width"] * b["height"], b["y"], b["x"]))
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
 from mediaplane.db import Database
 from mediaplane.errors import InvalidInput, NotFound
+from mediaplane.faces import build_locator
 from mediaplane.images_api import service
 from mediaplane.images_api.errors import AuthgearRoute
 from mediaplane.images_api.multipart import receive_single_file
@@ -144,7 +146,13 @@ async def serve(app_id: str, object_id: str, option: str, request: Request) -> R
         variant = variants.get(etag)
         if variant is None:
             variant = await run_in_threadpool(
-                service.get_or_create_profile, store, row=row, limits=_limits(settings)
+                partial(
+                    service.get_or_create_profile,
+                    store,
+                    row=row,
+                    limits=_limits(settings),
+                    faces=build_locator(settings),
+                )
             )
             variants.put(variant)
         return Response(variant.data, media_type=variant.content_type, headers=cache)

@@ -32,11 +32,13 @@ from mediaplane.imaging import (
     sniff_format,
 )
 from mediaplane.imaging.budget import DECODE_BUDGET, HEADER_PREFIX_BYTES, decode_bytes_of_prefix
+from mediaplane.imaging.profile import FaceLocator
 from mediaplane.storage import ObjectNotFound, ObjectStore
 
 # Bump when the `profile` rendering changes: cached variants live under a versioned key, and
 # the ETag carries the version, so clients and caches never mix two renderings.
-PROFILE_VERSION = 1
+# 2: cut around the largest face, or by libvips' attention, instead of the centre.
+PROFILE_VERSION = 2
 OPTIONS = ("profile", "original")
 
 
@@ -206,14 +208,19 @@ def _render_lock(key: str) -> threading.Lock:
 
 
 def _render_profile(
-    store: ObjectStore, *, key: str, size: int, limits: ImageLimits
+    store: ObjectStore,
+    *,
+    key: str,
+    size: int,
+    limits: ImageLimits,
+    faces: FaceLocator | None,
 ) -> RenderedImage:
     """Render with the original's bytes AND its decode inside one decode-budget reservation:
     a burst of first requests must not hold every original in memory while they queue. The
     reservation is sized from the original's leading bytes, read before the rest."""
     cost = size + decode_bytes_of_prefix(_prefix(store, key))
     with DECODE_BUDGET.reserve(cost, wait_seconds=limits.decode_wait_seconds):
-        return render_profile(store.read(key), limits)
+        return render_profile(store.read(key), limits, faces=faces)
 
 
 def _prefix(store: ObjectStore, key: str) -> bytes:
@@ -231,8 +238,11 @@ def _prefix(store: ObjectStore, key: str) -> bytes:
     return prefix[:HEADER_PREFIX_BYTES]
 
 
-def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageLimits) -> Variant:
-    """The `profile` rendition: from the cache in storage, else rendered once and cached."""
+def get_or_create_profile(
+    store: ObjectStore, *, row: ImagesFile, limits: ImageLimits, faces: FaceLocator | None = None
+) -> Variant:
+    """The `profile` rendition: from the cache in storage, else rendered once and cached;
+    cut around the largest face `faces` finds (imaging/profile.py)."""
     ref = ImageRef(row.app_id, row.object_id)
     key = ref.variant_key("profile", PROFILE_VERSION)
     try:
@@ -242,7 +252,9 @@ def get_or_create_profile(store: ObjectStore, *, row: ImagesFile, limits: ImageL
             try:
                 data = store.read(key)  # rendered by the request we waited for
             except ObjectNotFound:
-                rendered = _render_profile(store, key=ref.storage_key, size=row.size, limits=limits)
+                rendered = _render_profile(
+                    store, key=ref.storage_key, size=row.size, limits=limits, faces=faces
+                )
                 data = rendered.data
                 store.put(key, io.BytesIO(data), content_type=rendered.content_type)
     fmt = sniff_format(data)

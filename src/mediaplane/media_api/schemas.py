@@ -61,6 +61,21 @@ class StepView(CamelModel):
     attempts: int
 
 
+class FaceBox(CamelModel):
+    """A rectangle in pixels of the upright original (EXIF orientation applied)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class PhotoFaceView(CamelModel):
+    """A face found in a photo: where it is, nothing about whom it matched."""
+
+    box: FaceBox
+
+
 class PhotoView(CamelModel):
     photo_id: uuid.UUID
     project_id: uuid.UUID
@@ -79,6 +94,11 @@ class PhotoView(CamelModel):
         default_factory=dict,
         description="Processing steps (thumbnail, watermark, faces): queued, running, done, "
         "or failed with its reason.",
+    )
+    faces: list[PhotoFaceView] = Field(
+        default_factory=list,
+        description="The faces the `faces` step found, largest first (empty until it ran). "
+        "Shown to the photographer and operators only; who matched is never shown.",
     )
 
 
@@ -111,7 +131,12 @@ class MyPhoto(CamelModel):
     photo_id: uuid.UUID
     project_id: uuid.UUID
     similarity: float
-    box: dict[str, int]
+    box: dict[str, int] = Field(
+        description="The user's face in the photo: left, top, width, height in pixels of the "
+        "upright original."
+    )
+    width: int | None = Field(description="The original's upright width (for `box`).")
+    height: int | None
     created_at: datetime
     downloads: dict[str, Download]
 

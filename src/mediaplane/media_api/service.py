@@ -19,8 +19,10 @@ from mediaplane.jobs import steps as job_steps
 from mediaplane.jobs.models import ProcessingStep, StepName, StepStatus
 from mediaplane.media_api.schemas import (
     Download,
+    FaceBox,
     FaceStatus,
     MyPhoto,
+    PhotoFaceView,
     PhotoView,
     SelfieView,
     StepView,
@@ -155,13 +157,23 @@ def get_upload(session: Session, *, upload_id: uuid.UUID, kind: UploadKind) -> P
 def photo_views(
     session: Session, store: ObjectStore, settings: Settings, photos: list[PendingUpload]
 ) -> list[PhotoView]:
-    """Views of several photos, their steps read in one query."""
+    """Views of several photos, their steps and their faces read in one query each."""
     by_upload: dict[uuid.UUID, dict[str, StepView]] = {}
     for row in job_steps.list_for(session, upload_ids=[p.id for p in photos]):
         by_upload.setdefault(row.upload_id, {})[row.step] = StepView(
             status=row.status, reason=row.reason, attempts=row.attempts
         )
-    return [photo_view(store, settings, p, steps=by_upload.get(p.id, {})) for p in photos]
+    faces = faces_service.boxes_of(session, photo_ids=[p.id for p in photos])
+    return [
+        photo_view(
+            store,
+            settings,
+            p,
+            steps=by_upload.get(p.id, {}),
+            faces=[PhotoFaceView(box=FaceBox(**box)) for box in faces.get(p.id, [])],
+        )
+        for p in photos
+    ]
 
 
 def photo_view(
@@ -170,6 +182,7 @@ def photo_view(
     photo: PendingUpload,
     *,
     steps: dict[str, StepView] | None = None,
+    faces: list[PhotoFaceView] | None = None,
 ) -> PhotoView:
     assert photo.project_id is not None
     downloads: dict[str, Download] = {}
@@ -190,6 +203,7 @@ def photo_view(
         uploaded_at=photo.completed_at if photo.status == UploadStatus.UPLOADED else None,
         downloads=downloads,
         steps=steps or {},
+        faces=faces or [],
     )
 
 
@@ -252,6 +266,8 @@ def my_photos(
                 project_id=photo.project_id,
                 similarity=round(match.similarity, 1),
                 box=match.box,
+                width=photo.width,
+                height=photo.height,
                 created_at=photo.created_at,
                 downloads=downloads,
             )

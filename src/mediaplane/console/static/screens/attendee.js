@@ -207,6 +207,9 @@ function myPhotosPanel() {
           alt: `${photoName(p)}, similarity ${p.similarity} %`,
           caption: `${photoName(p)} · similarity ${p.similarity} %`,
           dataset: { photoId: p.photoId, similarity: p.similarity },
+          // Your face, highlighted: the only face of the photo an attendee is shown.
+          faces: [{ box: { x: p.box.left, y: p.box.top, width: p.box.width, height: p.box.height }, mine: true }],
+          size: { width: p.width, height: p.height },
         });
       }));
       status.set(items.length

@@ -190,7 +190,11 @@ export function create({ session }) {
         thumb: p.downloads['thumb-400'].url,
         large: (p.downloads['thumb-800'] ?? p.downloads['thumb-400']).url,
         alt: photoName(p),
-        caption: [photoName(p), p.width ? `${p.width}×${p.height}` : ''].filter(Boolean).join(' · '),
+        caption: [photoName(p), p.width ? `${p.width}×${p.height}` : '',
+          p.steps?.faces?.status === 'done' ? `${p.faces.length} face${p.faces.length === 1 ? '' : 's'}` : '',
+        ].filter(Boolean).join(' · '),
+        faces: p.faces,
+        size: { width: p.width, height: p.height },
         links: [
           { href: p.downloads.original.url, label: 'Original' },
           p.downloads.watermarked && { href: p.downloads.watermarked.url, label: 'Watermarked' },
