@@ -198,8 +198,15 @@ class Server:
         options = shlex.join(kept)
         self._pg_ctl("-w", "-l", str(self.pgdata / "restart.log"), "-o", options, "start")
 
-    def processes(self) -> list[psutil.Process]:
-        """The Python process and its children (the embedded PostgreSQL excluded)."""
+    def processes(self, *, include_database: bool = False) -> list[psutil.Process]:
+        """The Python process and its children, and with `include_database` the embedded
+        PostgreSQL with its backends."""
         assert self.proc is not None
         main = psutil.Process(self.proc.pid)
-        return [main, *main.children(recursive=True)]
+        procs = [main, *main.children(recursive=True)]
+        info = self.postmaster() if include_database else None
+        if info is not None:
+            with contextlib.suppress(psutil.Error):
+                postmaster = psutil.Process(info.pid)
+                procs += [postmaster, *postmaster.children(recursive=True)]
+        return list({p.pid: p for p in procs}.values())

