@@ -73,6 +73,19 @@ def database_url(pg_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database_url(pg_server_url: str) -> Iterator[str]:
+    """An EMPTY database (not the migrated template), for what must build the schema itself."""
+    name = f"empty_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(sqlalchemy_url(pg_server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    yield with_database(pg_server_url, name)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture
 def backend() -> str:
     """Storage backend of the test: override with `@pytest.mark.parametrize("backend", ...)`."""
     return "local"

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 
 from mediaplane.db import sqlalchemy_url
-from tests.conftest import with_database
 
 # Each process imports everything first, says so, then waits for the start signal (a file), so
 # the migrations themselves really begin together. Alembic keeps global state: processes, not
@@ -28,18 +24,6 @@ while not go.exists():
     time.sleep(0.01)
 upgrade_to_head(sys.argv[1])
 """
-
-
-@pytest.fixture
-def empty_database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"empty_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(sqlalchemy_url(pg_server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield with_database(pg_server_url, name)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 def test_processes_migrating_an_empty_database_at_once_all_succeed(

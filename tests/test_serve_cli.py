@@ -6,7 +6,6 @@ and a separate `mediaplane worker` share the one queue in PostgreSQL.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from mediaplane.auth import mint_dev_token
 from mediaplane.db import sqlalchemy_url
 from mediaplane.db.migrate import alembic_config
 from mediaplane.settings import Settings
-from tests.conftest import with_database
+from tests.fixtures.s3 import free_ports
 from tests.imaging import factories
 from tests.jobs.helpers import wait_until, worker_env
 
@@ -33,27 +32,9 @@ START_TIMEOUT = 60.0
 
 
 @pytest.fixture
-def database_url(pg_server_url: str) -> Iterator[str]:
+def database_url(empty_database_url: str) -> str:
     """An EMPTY database (not the migrated template): `serve` must build the schema itself."""
-    name = f"t_empty_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(sqlalchemy_url(pg_server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield with_database(pg_server_url, name)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]  # all bound at once: distinct ports
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    return empty_database_url
 
 
 class Server:
