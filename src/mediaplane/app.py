@@ -28,6 +28,7 @@ from mediaplane.jobs.metrics import DatabaseGauges
 from mediaplane.jobs.worker import InProcessWorker, job_env
 from mediaplane.keys import load_or_create_secret
 from mediaplane.media_api.routes import router as media_router
+from mediaplane.projects.routes import router as projects_router
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectInfo, ObjectStore, storage_router
 from mediaplane.uploads import Signal
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(storage_router)
     app.include_router(consent_router)
     app.include_router(media_router)
+    app.include_router(projects_router)
     mount_console(app)
 
     @app.exception_handler(StarletteHTTPException)

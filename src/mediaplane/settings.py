@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
 
+    # --- projects and the data lifecycle ---------------------------------------------------------
+    projects_mode: Literal["open", "managed"] = Field(
+        default="open",
+        description="open: a photographer's first upload to an unknown projectId creates the "
+        "project (they own it); managed: only operators create projects, unknown ones are 404.",
+    )
+    selfie_retention_days: int = Field(
+        default=365, ge=1, description="Selfies and their face vectors are erased this old."
+    )
+
     # --- faces ----------------------------------------------------------------------------------
     face_engine: Literal["local", "rekognition", "off"] = Field(
         default="local",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from mediaplane.consent import Purpose, has_active
 from mediaplane.errors import InvalidInput
 from mediaplane.faces.engine import FaceEngine
 from mediaplane.faces.index import Candidate, FaceIndex
-from mediaplane.faces.models import FaceMatch, SelfieFace
+from mediaplane.faces.models import FaceMatch, MatchRejection, SelfieFace
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
 from mediaplane.uploads.service import accepted_key
@@ -40,7 +40,8 @@ def _lock_matching(session: Session) -> None:
 
 
 def _record(session: Session, candidates: list[Candidate], now: datetime) -> int:
-    """Upsert matches, keeping each user's best face per photo."""
+    """Upsert matches, keeping each user's best face per photo; never one a user rejected."""
+    candidates = _not_rejected(session, candidates)
     for c in candidates:
         statement = insert(FaceMatch).values(
             photo_id=c.photo_id,
@@ -62,6 +63,41 @@ def _record(session: Session, candidates: list[Candidate], now: datetime) -> int
         )
         session.execute(statement)
     return len(candidates)
+
+
+# Erasing photos (projects/erasure.py) takes the same lock: no match is written for them meanwhile.
+lock_matching = _lock_matching
+
+
+def _not_rejected(session: Session, candidates: list[Candidate]) -> list[Candidate]:
+    if not candidates:
+        return candidates
+    pairs = {(c.user_id, c.photo_id) for c in candidates}
+    rejected = set(
+        session.execute(
+            select(MatchRejection.user_id, MatchRejection.photo_id).where(
+                tuple_(MatchRejection.user_id, MatchRejection.photo_id).in_(pairs)
+            )
+        ).tuples()
+    )
+    return [c for c in candidates if (c.user_id, c.photo_id) not in rejected]
+
+
+def reject_match(session: Session, *, user_id: str, photo_id: uuid.UUID, now: datetime) -> bool:
+    """ "Not me": drop the user's match in the photo and keep it from coming back. False when
+    there was no match to reject."""
+    _lock_matching(session)
+    removed = session.execute(
+        delete(FaceMatch).where(FaceMatch.user_id == user_id, FaceMatch.photo_id == photo_id)
+    )
+    if not getattr(removed, "rowcount", 0):
+        return False
+    session.execute(
+        insert(MatchRejection)
+        .values(user_id=user_id, photo_id=photo_id, created_at=now)
+        .on_conflict_do_nothing()
+    )
+    return True
 
 
 @dataclass
@@ -114,6 +150,9 @@ class FaceMatcher:
         now = datetime.now(UTC)
         with session_factory() as session:
             _lock_matching(session)
+            current = session.get(PendingUpload, photo.id)
+            if current is None or current.status != UploadStatus.UPLOADED:
+                return {"faces": "deleted"}  # deleted while we looked: store nothing of it
             self.index.add_photo(
                 session, photo_id=photo.id, project_id=photo.project_id, faces=faces, image=image
             )
