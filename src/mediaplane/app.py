@@ -16,6 +16,7 @@ from mediaplane import __version__
 from mediaplane.access_log import AccessLog, request_id_of
 from mediaplane.auth import build_verifier
 from mediaplane.consent import ConsentRevoked, Purpose, subscribe
+from mediaplane.consent.routes import audit_router as consent_audit_router
 from mediaplane.consent.routes import router as consent_router
 from mediaplane.console import mount_console
 from mediaplane.db import Database
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(images_router)
     app.include_router(storage_router)
     app.include_router(consent_router)
+    app.include_router(consent_audit_router)
     app.include_router(media_router)
     app.include_router(projects_router)
     mount_console(app)

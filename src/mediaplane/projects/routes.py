@@ -108,15 +108,6 @@ def _visible(session: Session, principal: Principal, project_id: uuid.UUID) -> P
         session, project_id=project_id, user_id=principal.subject
     ):
         return project
-    if (
-        principal.audience == AUDIENCE_MEDIA
-        and "user" in principal.roles
-        and any(
-            a.project.id == project_id
-            for a in service.list_for_attendee(session, user_id=principal.subject)
-        )
-    ):
-        return project
     raise NotFound("project_not_found", f"no project {project_id}")
 
 
@@ -192,10 +183,10 @@ def list_projects(request: Request, principal: Principal = Depends(reader)) -> P
 
 @router.get("/{project_id}", response_model=ProjectView)
 def get_project(
-    project_id: uuid.UUID, request: Request, principal: Principal = Depends(reader)
+    project_id: uuid.UUID, request: Request, principal: Principal = Depends(staff)
 ) -> ProjectView:
-    """A project: operators, its photographers, and attendees who appear in it. While it is
-    being deleted, `deletion` shows the progress."""
+    """A project: operators and its photographers (attendees see theirs in the listing).
+    While it is being deleted, `deletion` shows the progress."""
     _, db, _ = _deps(request)
     with db.transaction() as session:
         return _view(session, _visible(session, principal, project_id))
