@@ -73,13 +73,14 @@ def _not_rejected(session: Session, candidates: list[Candidate]) -> list[Candida
     if not candidates:
         return candidates
     pairs = {(c.user_id, c.photo_id) for c in candidates}
-    rejected = set(
-        session.execute(
+    rejected = {
+        (row[0], row[1])
+        for row in session.execute(
             select(MatchRejection.user_id, MatchRejection.photo_id).where(
                 tuple_(MatchRejection.user_id, MatchRejection.photo_id).in_(pairs)
             )
-        ).tuples()
-    )
+        )
+    }
     return [c for c in candidates if (c.user_id, c.photo_id) not in rejected]
 
 

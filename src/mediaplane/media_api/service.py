@@ -255,7 +255,7 @@ def my_photos(
             )
         )
     query = query.order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
-    rows = list(session.execute(query.limit(limit + 1)).tuples())
+    rows = [(row[0], row[1]) for row in session.execute(query.limit(limit + 1))]
     next_cursor = _encode_cursor(rows[limit - 1][1]) if len(rows) > limit else None
     items = []
     for match, photo in rows[:limit]:

@@ -2,7 +2,7 @@
 
 A photo lives in: its objects (original, derivatives, the aside copy, all under
 `photos/{projectId}/{photoId}/`), its upload row, its processing steps and their queued jobs
-(a step without a row is skipped), its faces (pgvector rows or Rekognition faces), its matches
+(both removed: a running step finds no row and is skipped), its faces (pgvector rows or Rekognition faces), its matches
 and "not me" rejections. `erase_photos` removes them all in the caller's transaction, the
 upload rows locked first, so a step finishing meanwhile waits and then finds the photo gone
 (jobs/tasks.py removes what it wrote).
@@ -27,6 +27,7 @@ from mediaplane.db import Database
 from mediaplane.faces.index import FaceIndex
 from mediaplane.faces.models import FaceMatch, MatchRejection
 from mediaplane.faces.service import lock_matching
+from mediaplane.jobs import queue
 from mediaplane.jobs.models import ProcessingStep
 from mediaplane.projects.models import DeletionStatus, Project, ProjectDeletion
 from mediaplane.storage import ObjectStore
@@ -66,6 +67,7 @@ def erase_photos(
     session.execute(delete(FaceMatch).where(FaceMatch.photo_id.in_(ids)))
     session.execute(delete(MatchRejection).where(MatchRejection.photo_id.in_(ids)))
     session.execute(delete(ProcessingStep).where(ProcessingStep.upload_id.in_(ids)))
+    queue.cancel_waiting(session, upload_ids=[str(i) for i in ids])
     for photo in photos:
         for key in photo_objects(store, photo):
             store.delete(key)
