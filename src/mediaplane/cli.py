@@ -376,7 +376,8 @@ def _render_summary(out: Console, state: Summary, failed: list[Failure]) -> None
     out.print(queue)
 
     # Every status present is a column, known or not: no upload vanishes from the table.
-    upload_statuses = [str(s) for s in UploadStatus]
+    # `deleted` rows are tombstones of erased photos (docs/media-api.md, "Deletion"): not uploads.
+    upload_statuses = [str(s) for s in UploadStatus if s != UploadStatus.DELETED]
     upload_statuses += sorted({s for _, s in state.uploads} - set(upload_statuses))
     uploads = Table(title="Uploads by status")
     uploads.add_column("kind")

@@ -27,8 +27,8 @@ def backdate(runtime: Runtime, user_id: str, granted: datetime, revoked: datetim
         session.execute(
             text(
                 "UPDATE consents SET granted_at = :g, revoked_at = CASE WHEN revoked_at IS NULL"
-                " THEN NULL ELSE CAST(:r AS timestamptz) END WHERE id = (SELECT id FROM consents WHERE user_id = :u"
-                " ORDER BY granted_at DESC LIMIT 1)"
+                " THEN NULL ELSE CAST(:r AS timestamptz) END WHERE id = (SELECT id FROM consents"
+                " WHERE user_id = :u ORDER BY granted_at DESC LIMIT 1)"
             ),
             {"g": granted, "r": revoked, "u": user_id},
         )

@@ -16,6 +16,7 @@ from tests.console.conftest import FACES, Console, ConsoleErrors, ConsoleServer
 
 PHOTOS = [FACES / name for name in ("obama_2.jpg", "biden_2.jpg", "obama_and_biden.jpg")]
 SETTLE_MS = 60_000
+DEV_PHOTOGRAPHER = "33333333-3333-3333-3333-333333333333"  # console/routes.py DEV_SUBJECTS
 PROFILE_PATH = re.compile(r"^/_images/app/[A-Za-z0-9_-]{22}/profile$")
 
 # Without playwright, the `browser` fixture skips the browser tests (fails them in CI), saying why.
@@ -108,9 +109,9 @@ def test_projects_by_name_from_creation_to_deletion(console: Console) -> None:
     console.page.get_by_role("button", name="Create project").click()
     gala = console.page.locator("#projects-list > li", has_text="Summer gala")
     expect(gala).to_have_count(1)
-    gala.get_by_label("Photographer (user id)").fill("dev-photographer")
+    gala.get_by_label("Photographer (user id)").fill(DEV_PHOTOGRAPHER)
     gala.get_by_role("button", name="Assign").click()
-    expect(gala.locator(".photographers")).to_contain_text("dev-photographer")
+    expect(gala.locator(".photographers")).to_contain_text(DEV_PHOTOGRAPHER)
     console.screenshots("operator-projects")
 
     screen = console.sign_in_as("photographer")

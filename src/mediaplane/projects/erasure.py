@@ -2,8 +2,8 @@
 
 A photo lives in: its objects (original, derivatives, the aside copy, all under
 `photos/{projectId}/{photoId}/`), its upload row, its processing steps and their queued jobs
-(both removed: a running step finds no row and is skipped), its faces (pgvector rows or Rekognition faces), its matches
-and "not me" rejections. `erase_photos` removes them all in the caller's transaction, the
+(both removed: a running step finds no row and is skipped), its faces (pgvector rows or
+Rekognition faces), its matches and "not me" rejections. `erase_photos` removes them all in the caller's transaction, the
 upload rows locked first, so a step finishing meanwhile waits and then finds the photo gone
 (jobs/tasks.py removes what it wrote).
 
