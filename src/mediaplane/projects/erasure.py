@@ -3,9 +3,9 @@
 A photo lives in: its objects (original, derivatives, the aside copy, all under
 `photos/{projectId}/{photoId}/`), its upload row, its processing steps and their queued jobs
 (both removed: a running step finds no row and is skipped), its faces (pgvector rows or
-Rekognition faces), its matches and "not me" rejections. `erase_photos` removes them all in the caller's transaction, the
-upload rows locked first, so a step finishing meanwhile waits and then finds the photo gone
-(jobs/tasks.py removes what it wrote).
+Rekognition faces), its matches and "not me" rejections. `erase_photos` removes them all in
+the caller's transaction, the upload rows locked first, so a step finishing meanwhile waits
+and then finds the photo gone (jobs/tasks.py removes what it wrote).
 
 One thing may stay, for a while: on S3 a presigned PUT URL works until it expires, whatever we
 do. A photo deleted while its URL (plus the sweep grace) could still write keeps a tombstone
