@@ -210,7 +210,6 @@ function myPhotosPanel() {
       return;
     }
     await load();
-    picker.loadProjects();  // the counts per event changed
   }
 
   async function load() {
@@ -220,6 +219,7 @@ function myPhotosPanel() {
       return;
     }
     status.set('Looking…');
+    picker.loadProjects();  // the events you appear in, with their counts, may have changed
     try {
       const { items } = await media.myPhotos(projectId);
       grid.replaceChildren(...items.map((p) => {

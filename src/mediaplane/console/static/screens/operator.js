@@ -289,8 +289,9 @@ function projectsPanel({ onChange }) {
   async function load() {
     try {
       const { items } = await media.projects();
-      list.replaceChildren(...items.filter((p) => !p.deletion).map(projectItem));
-      if (!items.length) status.set('No projects yet.');
+      const shown = items.filter((p) => !p.deletion);
+      list.replaceChildren(...(shown.length
+        ? shown.map(projectItem) : [h('li', { class: 'hint' }, 'No projects yet.')]));
     } catch (error) {
       status.set(`Could not list projects: ${describe(error)}`, 'error');
     }
