@@ -15,7 +15,8 @@ from botocore.stub import Stubber
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mediaplane.faces.models import FaceMatch, PhotoFace
+from mediaplane.consent.retention import expire_selfies
+from mediaplane.faces.models import FaceMatch, PhotoFace, SelfieFace
 from mediaplane.faces.rekognition import RekognitionIndex
 from mediaplane.projects import service as projects
 from mediaplane.projects.erasure import ProjectEraser, erase_photos
@@ -171,3 +172,59 @@ def test_a_project_without_a_collection_is_erased_all_the_same(
     )
     with runtime.database.transaction() as session:
         index.forget_project(session, project_id=project)
+
+
+def test_retention_deletes_an_expired_selfies_rekognition_face(
+    runtime: Runtime, index: RekognitionIndex, stubber: Stubber
+) -> None:
+    store, db = runtime.store, runtime.database
+    old = datetime.now(UTC) - timedelta(days=400)
+    selfie_id = uuid.uuid4()
+    key = "selfies/obama/1.jpg"
+    store.put(key, io.BytesIO(b"\xff\xd8\xff"), content_type="image/jpeg")
+    with db.transaction() as session:
+        session.add(
+            PendingUpload(
+                id=selfie_id,
+                kind=UploadKind.SELFIE,
+                owner_id="obama",
+                key=key,
+                content_type="image/jpeg",
+                max_bytes=1 << 20,
+                status=UploadStatus.UPLOADED,
+                url_expires_at=old,
+                created_at=old,
+            )
+        )
+        session.flush()
+        session.add(
+            SelfieFace(
+                user_id="obama",
+                selfie_id=selfie_id,
+                box=BOX,
+                external_face_id="s-1",
+                created_at=old,
+            )
+        )
+    selfies = f"{PREFIX}-selfies"
+    stubber.add_response(
+        "list_faces",
+        {"Faces": [], "FaceModelVersion": "7.0"},
+        {"CollectionId": selfies, "MaxResults": 4096},
+    )
+    stubber.add_response(
+        "delete_faces",
+        {"DeletedFaces": ["s-1"], "UnsuccessfulFaceDeletions": []},
+        {"CollectionId": selfies, "FaceIds": ["s-1"]},
+    )
+
+    with db.transaction() as session:
+        report = expire_selfies(
+            session, store, index, cutoff=datetime.now(UTC) - timedelta(days=365)
+        )
+
+    assert (report.selfies, report.faces) == (1, 1)
+    assert store.head(key) is None
+    with db.transaction() as session:
+        assert session.get(SelfieFace, "obama") is None
+        assert session.get(PendingUpload, selfie_id).status == UploadStatus.ERASED
