@@ -3,6 +3,7 @@ queued jobs) before and after: a photo's deletion, a project's, and selfies past
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import uuid
@@ -15,12 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from mediaplane.faces.models import SelfieFace
-from mediaplane.jobs.tasks import run_retention
+from mediaplane.jobs.models import StepName
+from mediaplane.jobs.tasks import run_retention, run_step
 from mediaplane.settings import Settings
 from mediaplane.uploads import PendingUpload, UploadStatus
 from tests.jobs.helpers import drain, upload_photo, worker_env
 from tests.media_api.helpers import bearer, put_to_presigned
-from tests.projects.inventory import inventory
+from tests.projects.inventory import PHOTO_TABLES, inventory
 
 FACES = Path(__file__).parents[1] / "fixtures" / "faces"
 DERIVATIVES = {"original.jpg", "thumb-400.jpg", "thumb-800.jpg", "watermarked.jpg"}
@@ -259,3 +261,35 @@ def test_retention_is_a_periodic_task(app: FastAPI) -> None:
     queue = build_queue(app.state.jobs)
     periodic = {task.task.name for task in queue.periodic_registry.periodic_tasks.values()}
     assert "expire_selfies" in periodic
+
+
+def test_a_step_finishing_after_the_deletion_leaves_nothing_behind(event: Event) -> None:
+    """A step was already running when the photo was deleted: what it writes afterwards goes
+    too, and it records nothing."""
+    body = upload_photo(
+        event.client, event.pat_token, (FACES / "obama_2.jpg").read_bytes(), project=event.project
+    )
+    photo_id = uuid.UUID(body["photoId"])
+    store = event.app.state.store
+    thumb = f"photos/{event.project}/{photo_id}/thumb-400.jpg"
+
+    def work_racing_the_deletion(env, photo) -> dict[str, object]:
+        deleted = event.client.delete(f"/v1/photos/{photo_id}", headers=event.pat)
+        assert deleted.status_code == 204
+        store.put(thumb, io.BytesIO(b"\xff\xd8\xff"), content_type="image/jpeg")
+        return {"derivatives": ["thumb-400"]}
+
+    outcome = run_step(
+        event.app.state.jobs,
+        upload_id=photo_id,
+        step=StepName.THUMBNAIL,
+        work=work_racing_the_deletion,
+        attempt=1,
+        max_attempts=1,
+        job_id=None,
+    )
+
+    assert outcome == "skipped"
+    left = inventory(event.app, project=event.project, photos=[str(photo_id)])
+    assert left.objects == [] and left.vectors == 0 and left.jobs == 0
+    assert {table: left.rows[table] for table in PHOTO_TABLES} == dict.fromkeys(PHOTO_TABLES, 0)
