@@ -18,6 +18,7 @@ from mediaplane import __version__
 from mediaplane.access_log import AccessLog, request_id_of
 from mediaplane.auth import build_verifier
 from mediaplane.consent import ConsentRevoked, Purpose, subscribe
+from mediaplane.consent.routes import audit_router as consent_audit_router
 from mediaplane.consent.routes import router as consent_router
 from mediaplane.console import mount_console
 from mediaplane.db import Database
@@ -35,6 +36,7 @@ from mediaplane.jobs.supervisor import WorkerCollector
 from mediaplane.jobs.worker import InProcessWorker, job_env
 from mediaplane.keys import load_or_create_secret
 from mediaplane.media_api.routes import router as media_router
+from mediaplane.projects.routes import router as projects_router
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectInfo, ObjectStore, storage_router
 from mediaplane.uploads import Signal
@@ -119,7 +121,9 @@ def create_app(
     app.include_router(images_router)
     app.include_router(storage_router)
     app.include_router(consent_router)
+    app.include_router(consent_audit_router)
     app.include_router(media_router)
+    app.include_router(projects_router)
     mount_console(app)
     app.add_middleware(
         BodyLimit,

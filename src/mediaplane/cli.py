@@ -1,4 +1,5 @@
-"""The `mediaplane` command: serve, worker, migrate, token, jobs, reprocess."""
+"""The `mediaplane` command: serve, worker, migrate, token, jobs, reprocess, projects,
+consents."""
 
 from __future__ import annotations
 
@@ -267,6 +268,95 @@ def _follow(db: Database, *, upload_ids: list[uuid.UUID], steps: list[StepName])
             time.sleep(POLL_SECONDS)
 
 
+projects_app = typer.Typer(no_args_is_help=True, help="Projects.")
+app.add_typer(projects_app, name="projects")
+
+
+@projects_app.command("delete")
+def delete_project(
+    project_id: Annotated[uuid.UUID, typer.Argument(help="The project to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a project and everything of it (photos, derivatives, faces, matches) with a
+    progress bar. The same work as DELETE /v1/projects/{id}; resumes an interrupted one."""
+    from datetime import datetime
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from mediaplane.errors import NotFound
+    from mediaplane.faces.index import build_index
+    from mediaplane.projects import service as projects
+    from mediaplane.projects.erasure import ProjectEraser
+    from mediaplane.runtime import open_runtime
+
+    settings = load_settings()
+    with open_runtime(settings) as runtime:
+        db = runtime.database
+        with db.transaction() as session:
+            deletion = projects.deletion_of(session, project_id=project_id)
+            if deletion is None:
+                try:
+                    project = projects.get(session, project_id=project_id, lock=True)
+                except NotFound as exc:
+                    console.print(f"[red]{exc.message}[/red]")
+                    raise typer.Exit(1) from exc
+                count = projects.photo_count(session, project_id=project_id)
+                if not yes and not typer.confirm(
+                    f"Erase project {project.name!r} and its {plural(count, 'photo')}?"
+                ):
+                    raise typer.Exit(1)
+                deletion = projects.request_deletion(
+                    session, project=project, requested_by="cli", now=datetime.now(UTC)
+                )
+            total = deletion.photos_total
+        eraser = ProjectEraser(db=db, store=runtime.store, index=build_index(settings))
+        columns = (TextColumn("erasing"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("erasing", total=total)
+            done = eraser.run(
+                project_id,
+                now=lambda: datetime.now(UTC),
+                on_progress=lambda d: bar.update(
+                    task, completed=d.photos_erased, total=d.photos_total
+                ),
+            )
+    console.print(f"project {project_id} erased: {plural(done.photos_erased, 'photo')}")
+
+
+consents_app = typer.Typer(no_args_is_help=True, help="Consent records.")
+app.add_typer(consents_app, name="consents")
+
+
+@consents_app.command("export")
+def export_consents(
+    since: Annotated[str, typer.Option("--from", help="Start, included (ISO 8601, UTC).")],
+    until: Annotated[str, typer.Option("--to", help="End, excluded (ISO 8601, UTC).")],
+) -> None:
+    """Every consent grant and revocation of a period as CSV on stdout, for an audit."""
+    import csv
+    import sys
+    from datetime import datetime
+
+    from mediaplane.consent import service as consents
+    from mediaplane.runtime import open_runtime
+
+    try:
+        start, end = (datetime.fromisoformat(v) for v in (since, until))
+    except ValueError as exc:
+        console.print(f"[red]not an ISO 8601 time: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    if end <= start:
+        console.print("[red]--to must be after --from[/red]")
+        raise typer.Exit(2)
+    with open_runtime(load_settings()) as runtime, runtime.database.transaction() as session:
+        found = consents.events(session, since=start, until=end)
+    out = csv.writer(sys.stdout)
+    out.writerow(["at", "user_id", "purpose", "event", "source"])
+    for e in found:
+        out.writerow([e.at.astimezone(UTC).isoformat(), e.user_id, e.purpose, e.event, e.source])
+
+
 def plural(count: int, noun: str) -> str:
     """`1 step`, `2 steps`, `0 photos`."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
@@ -297,7 +387,8 @@ def _render_summary(out: Console, state: Summary, failed: list[Failure]) -> None
     out.print(queue)
 
     # Every status present is a column, known or not: no upload vanishes from the table.
-    upload_statuses = [str(s) for s in UploadStatus]
+    # `deleted` rows are tombstones of erased photos (docs/media-api.md, "Deletion"): not uploads.
+    upload_statuses = [str(s) for s in UploadStatus if s != UploadStatus.DELETED]
     upload_statuses += sorted({s for _, s in state.uploads} - set(upload_statuses))
     uploads = Table(title="Uploads by status")
     uploads.add_column("kind")

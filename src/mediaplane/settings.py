@@ -177,6 +177,16 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Longest wait between two restarts of a dead worker."
     )
 
+    # --- projects and the data lifecycle ---------------------------------------------------------
+    projects_mode: Literal["open", "managed"] = Field(
+        default="open",
+        description="open: a photographer's first upload to an unknown projectId creates the "
+        "project (they own it); managed: only operators create projects, unknown ones are 404.",
+    )
+    selfie_retention_days: int = Field(
+        default=365, ge=1, description="Selfies and their face vectors are erased this old."
+    )
+
     # --- faces ----------------------------------------------------------------------------------
     face_engine: Literal["local", "rekognition", "off"] = Field(
         default="local",

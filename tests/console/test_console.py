@@ -17,6 +17,7 @@ from tests.console.conftest import FACES, Console, ConsoleErrors, ConsoleServer
 
 PHOTOS = [FACES / name for name in ("obama_2.jpg", "biden_2.jpg", "obama_and_biden.jpg")]
 SETTLE_MS = 60_000
+DEV_PHOTOGRAPHER = "33333333-3333-3333-3333-333333333333"  # console/routes.py DEV_SUBJECTS
 PROFILE_PATH = re.compile(r"^/_images/app/[A-Za-z0-9_-]{22}/profile$")
 
 # Without playwright, the `browser` fixture skips the browser tests (fails them in CI), saying why.
@@ -100,10 +101,74 @@ def test_attendee_finds_exactly_their_photos_and_revoking_empties_them(
     console.page.keyboard.press("Escape")
 
     screen.get_by_role("button", name="Revoke consent and erase my face data").click()
+    # Revoking asks first: cancelling keeps everything.
+    console.page.get_by_role("alertdialog").get_by_role("button", name="Cancel").click()
+    expect(console.page.locator("#consent-status")).to_have_attribute("data-consent", "active")
+    expect(tiles).to_have_count(2)
+    screen.get_by_role("button", name="Revoke consent and erase my face data").click()
+    console.screenshots("attendee-revoke-confirm", full_page=False)
+    console.page.get_by_role("alertdialog").get_by_role("button", name="Revoke and erase").click()
     expect(console.page.locator("#consent-status")).to_have_attribute("data-consent", "none")
     expect(tiles).to_have_count(0)
     expect(console.page.locator("#face-status")).to_have_attribute("data-face", "erased")
     console.screenshots("attendee-revoked")
+
+
+def test_projects_by_name_from_creation_to_deletion(console: Console) -> None:
+    """An operator creates a project and assigns a photographer; the photographer picks it by
+    name and uploads; an attendee finds the event without an id and says "not me" once; the
+    operator deletes the project, each deletion confirmed first."""
+    console.sign_in_as("operator")
+    console.page.get_by_label("Name").fill("Summer gala")
+    console.page.get_by_role("button", name="Create project").click()
+    gala = console.page.locator("#projects-list > li", has_text="Summer gala")
+    expect(gala).to_have_count(1)
+    gala.get_by_label("Photographer (user id)").fill(DEV_PHOTOGRAPHER)
+    gala.get_by_role("button", name="Assign").click()
+    expect(gala.locator(".photographers")).to_contain_text(DEV_PHOTOGRAPHER)
+    console.screenshots("operator-projects")
+
+    screen = console.sign_in_as("photographer")
+    screen.get_by_label("Your projects").select_option(label="Summer gala")
+    project = screen.locator("input[name=projectId]").input_value()
+    console.page.set_input_files("#photo-files", [str(f) for f in PHOTOS[:2]])
+    expect(console.page.locator("#uploads li.upload[data-state=done]")).to_have_count(
+        2, timeout=SETTLE_MS
+    )
+    grid = console.page.locator("#project-grid li.tile")
+    expect(grid).to_have_count(2)
+
+    attendee = console.sign_in_as("user", subject="obama-at-the-gala")
+    attendee.get_by_role("button", name="I agree: grant consent").click()
+    console.page.set_input_files("#selfie-file", str(FACES / "obama_1.jpg"))
+    expect(console.page.locator("#face-status")).to_have_attribute(
+        "data-face", "indexed", timeout=SETTLE_MS
+    )
+    # The event is offered by name, with the count: no id typed anywhere.
+    events = attendee.get_by_label("Your projects")
+    expect(events.locator("option", has_text="Summer gala (1 photo of you)")).to_have_count(1)
+    tiles = console.page.locator("#my-photos li.tile")
+    expect(tiles).to_have_count(1)
+    tiles.first.get_by_role("button", name="Not me").click()
+    console.page.get_by_role("alertdialog").get_by_role("button", name="Not me: hide it").click()
+    expect(tiles).to_have_count(0)
+
+    console.sign_in_as("photographer")
+    photo = console.page.locator("#project-grid li.tile").first
+    photo.get_by_role("button", name="Delete").click()
+    console.page.get_by_role("alertdialog").get_by_role("button", name="Delete photo").click()
+    expect(console.page.locator("#project-grid li.tile")).to_have_count(1)
+
+    console.sign_in_as("operator")
+    gala = console.page.locator("#projects-list > li", has_text="Summer gala")
+    gala.get_by_role("button", name="Delete project").click()
+    console.screenshots("operator-delete-confirm", full_page=False)
+    console.page.get_by_role("alertdialog").get_by_role("button", name="Delete project").click()
+    expect(console.page.locator("#projects-status")).to_contain_text(
+        "deleted: 1 photos erased", timeout=SETTLE_MS
+    )
+    expect(console.page.locator("#projects-list > li", has_text="Summer gala")).to_have_count(0)
+    assert project
 
 
 def test_operator_uploads_a_profile_picture_and_sees_it(console: Console) -> None:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from mediaplane.faces.models import FaceMatch, PhotoFace
 from mediaplane.settings import Settings
+from mediaplane.uploads import PendingUpload
 from tests.auth.factories import claims, ec_key, hmac_token, unsigned_token
 from tests.media_api.helpers import bearer, put_to_presigned
 
@@ -39,6 +42,7 @@ PAULA = "paula"
 OLGA = "olga"  # an operator
 BIOMETRIC = "/v1/me/consents/biometric_processing"
 EVENTS_SECRET = "test-events-secret"  # tests/conftest.py
+BOX = {"left": 1, "top": 2, "width": 30, "height": 40}
 
 
 # --- the Media API as a client app calls it ------------------------------------------------------
@@ -78,6 +82,38 @@ class MediaApi:
             headers=self.photographer(photographer),
         )
         return ok(resp, 201)
+
+    def add_photographer(self, project: uuid.UUID, photographer: str) -> None:
+        path = f"/v1/projects/{project}/photographers/{photographer}"
+        ok(self.client.put(path, headers=self.operator(OLGA)), 200)
+
+    def new_project(self, owner: str = OLGA, name: str = "Gala") -> str:
+        headers = self.operator(owner) if owner == OLGA else self.photographer(owner)
+        return str(
+            ok(self.client.post("/v1/projects", json={"name": name}, headers=headers), 201)[
+                "projectId"
+            ]
+        )
+
+    def matched(self, user: str, photo_id: str) -> None:
+        """Record a match of `user` in the photo, as face matching would (no engine here)."""
+        db = self.client.app.state.db  # type: ignore[attr-defined]
+        with db.transaction() as session:
+            photo = session.get(PendingUpload, uuid.UUID(photo_id))
+            face = PhotoFace(photo_id=photo.id, project_id=photo.project_id, box=BOX, quality=1.0)
+            session.add(face)
+            session.flush()
+            session.add(
+                FaceMatch(
+                    photo_id=photo.id,
+                    user_id=user,
+                    project_id=photo.project_id,
+                    photo_face_id=face.id,
+                    box=BOX,
+                    similarity=90.0,
+                    created_at=datetime.now(UTC),
+                )
+            )
 
     def put(self, url: str, data: bytes) -> None:
         ok(put_to_presigned(self.client, url, data), 200, json=False)
@@ -138,6 +174,8 @@ class Endpoint:
     owner: str
     """Subject of every caller in the table: the one owning what the route touches."""
     prepare: Callable[[MediaApi], Call]
+    fresh: bool = False
+    """The call uses up what it touches (a deletion): each caller gets a stage of its own."""
 
     @property
     def audiences(self) -> set[str]:
@@ -238,12 +276,86 @@ def revoke_consent(api: MediaApi) -> Call:
     return Call("DELETE", BIOMETRIC)
 
 
-def endpoint(name: str, grants: str, ok: int, owner: str, prepare: Callable[..., Call]) -> Endpoint:
-    return Endpoint(name, frozenset(grants.split()), ok, owner, prepare)
+def consent_history(api: MediaApi) -> Call:
+    api.grant_consent(ALICE)
+    return Call("GET", BIOMETRIC)
+
+
+def consent_events(api: MediaApi) -> Call:
+    api.grant_consent(ALICE)
+    return Call("GET", "/v1/consents/events?from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z")
+
+
+def my_photos_everywhere(api: MediaApi) -> Call:
+    api.grant_consent(ALICE)
+    return Call("GET", "/v1/me/photos")
+
+
+def not_me(api: MediaApi) -> Call:
+    photo = api.uploaded_photo(PAT, uuid.uuid4())
+    api.matched(ALICE, photo)
+    return Call("DELETE", f"/v1/me/photos/{photo}")
+
+
+def delete_photo(api: MediaApi) -> Call:
+    return Call("DELETE", f"/v1/photos/{api.uploaded_photo(PAT)}")
+
+
+def create_project(api: MediaApi) -> Call:
+    return Call("POST", "/v1/projects", {"name": "Gala", "startsAt": "2026-06-01T18:00:00Z"})
+
+
+def list_projects(api: MediaApi) -> Call:
+    api.new_photo(PAT)
+    return Call("GET", "/v1/projects")
+
+
+def get_project(api: MediaApi) -> Call:
+    api.new_photo(PAT)  # Pat's first upload creates the project: Pat owns it
+    return Call("GET", f"/v1/projects/{PROJECT}")
+
+
+def update_project(api: MediaApi) -> Call:
+    api.new_photo(PAT)
+    return Call("PATCH", f"/v1/projects/{PROJECT}", {"name": "Summer gala"})
+
+
+def add_project_photographer(api: MediaApi) -> Call:
+    api.new_photo(PAT)
+    return Call("PUT", f"/v1/projects/{PROJECT}/photographers/{PAULA}")
+
+
+def remove_project_photographer(api: MediaApi) -> Call:
+    api.new_photo(PAT)
+    api.add_photographer(PROJECT, PAULA)
+    return Call("DELETE", f"/v1/projects/{PROJECT}/photographers/{PAULA}")
+
+
+def delete_project(api: MediaApi) -> Call:
+    return Call("DELETE", f"/v1/projects/{api.new_project()}")
+
+
+def project_deletion(api: MediaApi) -> Call:
+    project = api.new_project()
+    ok(api.client.delete(f"/v1/projects/{project}", headers=api.operator(OLGA)), 202)
+    return Call("GET", f"/v1/projects/{project}/deletion")
+
+
+def endpoint(
+    name: str,
+    grants: str,
+    ok: int,
+    owner: str,
+    prepare: Callable[..., Call],
+    *,
+    fresh: bool = False,
+) -> Endpoint:
+    return Endpoint(name, frozenset(grants.split()), ok, owner, prepare, fresh)
 
 
 PHOTOGRAPHERS = "media:photographer backoffice:photographer"
 PHOTO_READERS = f"{PHOTOGRAPHERS} backoffice:operator"
+PROJECT_READERS = "media:photographer backoffice:photographer backoffice:operator media:user"
 
 # fmt: off
 ENDPOINTS = [
@@ -264,6 +376,23 @@ ENDPOINTS = [
     endpoint("GET /v1/me/consents", "media:user", 200, ALICE, list_consents),
     endpoint("PUT /v1/me/consents/{purpose}", "media:user", 201, ALICE, grant_consent),
     endpoint("DELETE /v1/me/consents/{purpose}", "media:user", 200, ALICE, revoke_consent),
+    endpoint("GET /v1/me/consents/{purpose}", "media:user", 200, ALICE, consent_history),
+    endpoint("GET /v1/consents/events", "backoffice:operator", 200, OLGA, consent_events),
+    endpoint("GET /v1/me/photos", "media:user", 200, ALICE, my_photos_everywhere),
+    endpoint("DELETE /v1/me/photos/{id}", "media:user", 204, ALICE, not_me, fresh=True),
+    endpoint("DELETE /v1/photos/{id}", PHOTO_READERS, 204, PAT, delete_photo, fresh=True),
+    endpoint("POST /v1/projects", "media:photographer backoffice:operator", 201, PAT,
+             create_project),
+    endpoint("GET /v1/projects", PROJECT_READERS, 200, PAT, list_projects),
+    endpoint("GET /v1/projects/{id}", PHOTO_READERS, 200, PAT, get_project),
+    endpoint("PATCH /v1/projects/{id}", PHOTO_READERS, 200, PAT, update_project),
+    endpoint("PUT /v1/projects/{id}/photographers/{uid}", PHOTO_READERS, 200, PAT,
+             add_project_photographer),
+    endpoint("DELETE /v1/projects/{id}/photographers/{uid}", PHOTO_READERS, 200, PAT,
+             remove_project_photographer, fresh=True),
+    endpoint("DELETE /v1/projects/{id}", "backoffice:operator", 202, OLGA, delete_project),
+    endpoint("GET /v1/projects/{id}/deletion", "backoffice:operator", 200, OLGA,
+             project_deletion),
 ]
 # fmt: on
 
@@ -278,7 +407,10 @@ def check_access(api: MediaApi, endpoint: Endpoint, request: Call, caller: Calle
     status, code = expected(endpoint, caller)
     if code is None:
         assert resp.status_code == status, resp.text
-        assert resp.headers["content-type"] == "application/json"
+        if status == 204:
+            assert resp.content == b""
+        else:
+            assert resp.headers["content-type"] == "application/json"
     else:
         assert_problem(resp, status, code)
         assert "www-authenticate" not in resp.headers
@@ -297,6 +429,8 @@ def test_access(api: MediaApi, endpoint: Endpoint, subtests: pytest.Subtests) ->
     # Refused callers first: a granted call may change what the next one finds (a revocation).
     for caller in sorted(CALLERS, key=endpoint.admits):
         with subtests.test(caller=str(caller)):
+            if endpoint.fresh and endpoint.admits(caller):
+                request = endpoint.prepare(api)
             check_access(api, endpoint, request, caller)
 
 
@@ -345,8 +479,9 @@ def test_only_its_photographer_and_operators_see_a_photo(api: MediaApi) -> None:
         assert ok(resp, 200)["status"] == "uploaded"
 
 
-def test_a_photographer_lists_their_own_photos_and_an_operator_all(api: MediaApi) -> None:
+def test_a_photographer_lists_their_own_photos_the_owner_and_an_operator_all(api: MediaApi) -> None:
     pats = {api.new_photo(PAT)["photoId"] for _ in range(2)}
+    api.add_photographer(PROJECT, PAULA)
     paulas = {api.new_photo(PAULA)["photoId"]}
     api.new_photo(PAT, project=uuid.uuid4())  # another project: in no listing below
     listing = f"/v1/projects/{PROJECT}/photos"
@@ -356,9 +491,65 @@ def test_a_photographer_lists_their_own_photos_and_an_operator_all(api: MediaApi
             item["photoId"] for item in ok(api.client.get(listing, headers=headers), 200)["items"]
         }
 
-    assert ids(api.photographer(PAT)) == pats
+    assert ids(api.photographer(PAT)) == pats | paulas  # Pat created the project: the owner
     assert ids(api.photographer(PAULA, aud="backoffice")) == paulas
     assert ids(api.operator(OLGA)) == pats | paulas
+
+
+def test_a_non_member_cannot_upload_into_a_project(api: MediaApi, subtests) -> None:
+    api.new_photo(PAT)  # Pat's first upload creates the project (open mode)
+    routes = {
+        "/v1/photos/upload-url": ({"projectId": str(PROJECT)}, "media"),
+        "/v1/photos/upload-urls": ({"projectId": str(PROJECT), "count": 2}, "media"),
+        "/v1/photographers/me/photos/upload-url": ({"projectId": str(PROJECT)}, "backoffice"),
+    }
+    for path, (body, aud) in routes.items():
+        with subtests.test(path):
+            resp = api.client.post(path, json=body, headers=api.photographer(PAULA, aud))
+            assert_problem(resp, 403, "not_a_project_member")
+
+    api.add_photographer(PROJECT, PAULA)
+    for path, (body, aud) in routes.items():
+        with subtests.test(path, member=True):
+            ok(api.client.post(path, json=body, headers=api.photographer(PAULA, aud)), 201)
+
+
+def test_deleting_another_photographers_photo_is_403(api: MediaApi) -> None:
+    project = uuid.UUID(api.new_project())
+    for member in (PAT, PAULA):
+        api.add_photographer(project, member)
+    paulas = f"/v1/photos/{api.uploaded_photo(PAULA, project)}"
+
+    # A fellow photographer of the project: 403; a stranger to the project: not even found.
+    assert_problem(api.client.delete(paulas, headers=api.photographer(PAT)), 403, "not_photo_owner")
+    stranger = api.photographer("sam")
+    assert_problem(api.client.delete(paulas, headers=stranger), 404, "photo_not_found")
+    ok(api.client.get(paulas, headers=api.photographer(PAULA)), 200)
+
+    ok(api.client.delete(paulas, headers=api.photographer(PAULA)), 204, json=False)
+    assert_problem(api.client.get(paulas, headers=api.photographer(PAULA)), 404, "photo_not_found")
+
+
+def test_the_project_owner_deletes_any_photo_of_it(api: MediaApi) -> None:
+    api.new_photo(PAT)  # Pat owns the project
+    api.add_photographer(PROJECT, PAULA)
+    paulas = f"/v1/photos/{api.uploaded_photo(PAULA)}"
+
+    ok(api.client.delete(paulas, headers=api.photographer(PAT)), 204, json=False)
+    assert_problem(api.client.get(paulas, headers=api.operator(OLGA)), 404, "photo_not_found")
+
+
+def test_only_the_owner_or_an_operator_manages_a_project(api: MediaApi) -> None:
+    api.new_photo(PAT)
+    api.add_photographer(PROJECT, PAULA)
+    paula = api.photographer(PAULA)
+
+    resp = api.client.patch(f"/v1/projects/{PROJECT}", json={"name": "x"}, headers=paula)
+    assert_problem(resp, 403, "not_project_owner")
+    resp = api.client.put(f"/v1/projects/{PROJECT}/photographers/sam", headers=paula)
+    assert_problem(resp, 403, "not_project_owner")
+    resp = api.client.get(f"/v1/projects/{PROJECT}", headers=api.photographer("sam"))
+    assert_problem(resp, 404, "project_not_found")
 
 
 def test_a_user_cannot_complete_or_read_anothers_selfie(api: MediaApi) -> None:

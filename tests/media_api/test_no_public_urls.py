@@ -342,14 +342,33 @@ def client_session(client: TestClient, make_token, settings: Settings) -> None:
         shown = ok(client.get("/v1/operators/olga/profile-picture", headers=reader))
         assert get_presigned(client, shown["url"]).content == PICTURE
 
+    # The project Pat's first upload created: read, renamed, staffed, listed.
+    ok(client.get(f"/v1/projects/{project}", headers=pat))
+    ok(client.patch(f"/v1/projects/{project}", json={"name": "Gala"}, headers=pat))
+    ok(client.put(f"/v1/projects/{project}/photographers/paula", headers=olga))
+    ok(client.delete(f"/v1/projects/{project}/photographers/paula", headers=olga))
+    for reader in (pat, olga, alice):
+        ok(client.get("/v1/projects", headers=reader))
+    ok(client.delete(f"/v1/photos/{photo_ids.pop()}", headers=pat), 204)
+
     # Photos of me (no face engine here: an empty list, but the route is walked).
     ok(client.get("/v1/me/photos", params={"projectId": str(uuid.uuid4())}, headers=alice))
+    ok(client.get("/v1/me/photos", headers=alice))
+    ok(client.delete(f"/v1/me/photos/{photo_ids[0]}", headers=alice), 404)  # never matched
     ok(client.delete("/v1/me/selfie", headers=alice), 204)
 
     # The end user changes their mind.
     ok(client.delete("/v1/me/consents/biometric_processing", headers=alice))
     ok(client.get("/v1/me/consents", headers=alice))
+    ok(client.get("/v1/me/consents/biometric_processing", headers=alice))
     ok(client.post("/v1/selfie/upload-url", headers=alice), 403)
+    period = {"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}
+    ok(client.get("/v1/consents/events", params=period, headers=olga))
+
+    # The operator creates a project, then deletes Pat's: a job erases it.
+    ok(client.post("/v1/projects", json={"name": "Wedding"}, headers=olga), 201)
+    ok(client.delete(f"/v1/projects/{project}", headers=olga), 202)
+    ok(client.get(f"/v1/projects/{project}/deletion", headers=olga))
 
 
 def audit(transcript: Transcript, signing: Signing) -> list[str]:

@@ -54,3 +54,36 @@ class ConsentList(BaseModel):
     """A user's consent history, newest first."""
 
     items: list[ConsentOut]
+
+
+class ConsentEventOut(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    event: Literal["granted", "revoked"]
+    at: UtcDatetime
+    source: str
+
+
+class ConsentHistory(BaseModel):
+    """A user's consent to one purpose: where it stands, and every grant and revocation."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    purpose: Purpose
+    status: Literal["active", "revoked", "never"]
+    history: list[ConsentEventOut] = Field(description="Oldest first.")
+
+
+class AuditEvent(ConsentEventOut):
+    user_id: str
+    purpose: str
+
+
+class ConsentAudit(BaseModel):
+    """Consent events of a period, oldest first (`from` included, `to` excluded)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    from_: UtcDatetime = Field(alias="from")
+    to: UtcDatetime
+    items: list[AuditEvent]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -105,3 +108,46 @@ def has_active(session: Session, *, user_id: str, purpose: Purpose, lock: bool =
         _active(session, user_id=user_id, purpose=purpose, lock="share" if lock else None)
         is not None
     )
+
+
+@dataclass(frozen=True)
+class ConsentEvent:
+    """A grant or a revocation, as the audit export lists it."""
+
+    user_id: str
+    purpose: str
+    event: Literal["granted", "revoked"]
+    at: datetime
+    source: str
+
+
+def history(session: Session, *, user_id: str, purpose: Purpose) -> builtins.list[ConsentEvent]:
+    """Every grant and revocation of `user_id` for `purpose`, oldest first."""
+    rows = session.scalars(
+        select(Consent).where(Consent.user_id == user_id, Consent.purpose == purpose)
+    )
+    return sorted(_events(rows), key=lambda e: (e.at, e.event == "revoked"))
+
+
+def events(session: Session, *, since: datetime, until: datetime) -> builtins.list[ConsentEvent]:
+    """Every grant and revocation (any user, any purpose) at `since` <= time < `until`,
+    oldest first: the operators' audit export."""
+    rows = session.scalars(
+        select(Consent).where(
+            or_(
+                and_(Consent.granted_at >= since, Consent.granted_at < until),
+                and_(Consent.revoked_at >= since, Consent.revoked_at < until),
+            )
+        )
+    )
+    found = [e for e in _events(rows) if since <= e.at < until]
+    return sorted(found, key=lambda e: (e.at, e.user_id, e.purpose, e.event == "revoked"))
+
+
+def _events(rows: Iterable[Consent]) -> builtins.list[ConsentEvent]:
+    found = []
+    for c in rows:
+        found.append(ConsentEvent(c.user_id, c.purpose, "granted", c.granted_at, c.source))
+        if c.revoked_at is not None:
+            found.append(ConsentEvent(c.user_id, c.purpose, "revoked", c.revoked_at, c.source))
+    return found

@@ -23,5 +23,6 @@ def import_all_models() -> None:
     import mediaplane.faces.models
     import mediaplane.images_api.models
     import mediaplane.jobs.models
+    import mediaplane.projects.models
     import mediaplane.ratelimit.models
     import mediaplane.uploads.models  # noqa: F401

@@ -77,6 +77,14 @@ class FaceIndex(Protocol):
         """Erase the user's selfie face."""
         ...
 
+    def forget_photos(self, session: Session, *, photo_ids: list[uuid.UUID]) -> None:
+        """Erase the faces of these photos (deleted photos)."""
+        ...
+
+    def forget_project(self, session: Session, *, project_id: uuid.UUID) -> None:
+        """Erase whatever is left of a deleted project's faces (its collection)."""
+        ...
+
 
 def box_json(face: DetectedFace) -> dict[str, Any]:
     return asdict(face.box)
@@ -212,6 +220,12 @@ class PgvectorIndex:
 
     def forget_user(self, session: Session, *, user_id: str) -> None:
         session.execute(delete(SelfieFace).where(SelfieFace.user_id == user_id))
+
+    def forget_photos(self, session: Session, *, photo_ids: list[uuid.UUID]) -> None:
+        session.execute(delete(PhotoFace).where(PhotoFace.photo_id.in_(photo_ids)))
+
+    def forget_project(self, session: Session, *, project_id: uuid.UUID) -> None:
+        session.execute(delete(PhotoFace).where(PhotoFace.project_id == project_id))
 
 
 def build_index(settings: Settings) -> FaceIndex:

@@ -74,3 +74,16 @@ class FaceMatch(Base):
     box: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     similarity: Mapped[float] = mapped_column(Float, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class MatchRejection(Base):
+    """A user said "not me" about a photo: no match of them in it is recorded again, whatever
+    reprocessing finds. Goes with the photo."""
+
+    __tablename__ = "match_rejections"
+
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    photo_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

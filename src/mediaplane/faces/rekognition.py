@@ -36,6 +36,8 @@ AWS calls per operation (P: projects with photo faces; N: faces in a photo; S: u
                            first photo), then DeleteFaces ×1 of an earlier run's faces, if any
     candidates_for_photo   SearchFacesByImage ×N (none if nobody has enrolled)
     forget_user            ListFaces ×ceil(S / 4096) + DeleteFaces ×1
+    forget_photos          DeleteFaces ×1 per project collection the photos' faces are in
+    forget_project         DeleteCollection ×1
     DetectFaces, IndexFaces and SearchFacesByImage are the billed image analyses; stored faces
     are billed per face-month. docs/faces.md has the arithmetic.
 
@@ -733,6 +735,30 @@ class RekognitionIndex:
             self._delete_faces(self.selfies_collection, sorted(face_ids))
         session.execute(delete(SelfieFace).where(SelfieFace.user_id == user_id))
         _images(session).selfies.pop(user_id, None)
+
+    def forget_photos(self, session: Session, *, photo_ids: list[uuid.UUID]) -> None:
+        """DeleteFaces of the photos' faces (one call per project collection), then the rows."""
+        rows = session.scalars(select(PhotoFace).where(PhotoFace.photo_id.in_(photo_ids))).all()
+        stale: dict[str, list[str]] = {}
+        for row in rows:
+            if row.external_face_id:
+                stale.setdefault(self.project_collection(row.project_id), []).append(
+                    row.external_face_id
+                )
+        for collection, face_ids in stale.items():
+            self._delete_faces(collection, sorted(face_ids))
+        session.execute(delete(PhotoFace).where(PhotoFace.photo_id.in_(photo_ids)))
+        for photo_id in photo_ids:
+            _images(session).photos.pop(photo_id, None)
+
+    def forget_project(self, session: Session, *, project_id: uuid.UUID) -> None:
+        """DeleteCollection of the project: strays a rolled-back run left go with it."""
+        try:
+            self.client.delete_collection(CollectionId=self.project_collection(project_id))
+        except ClientError as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise
+        session.execute(delete(PhotoFace).where(PhotoFace.project_id == project_id))
 
     # --- calls ------------------------------------------------------------------------------
 

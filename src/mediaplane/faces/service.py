@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from mediaplane.errors import InvalidInput
 from mediaplane.faces.engine import FaceEngine
 from mediaplane.faces.index import Candidate, FaceIndex
 from mediaplane.faces.matching import Exclusions, assign
-from mediaplane.faces.models import FaceMatch, PhotoFace, SelfieFace
+from mediaplane.faces.models import FaceMatch, MatchRejection, PhotoFace, SelfieFace
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
 from mediaplane.uploads.service import accepted_key
@@ -41,7 +41,9 @@ def _lock_matching(session: Session) -> None:
 
 
 def _record(session: Session, candidates: list[Candidate], now: datetime) -> int:
-    """Upsert matches (already assigned: one face per user and photo, one user per face)."""
+    """Upsert matches (already assigned: one face per user and photo, one user per face);
+    never one a user rejected ("not me")."""
+    candidates = _not_rejected(session, candidates)
     for c in candidates:
         statement = insert(FaceMatch).values(
             photo_id=c.photo_id,
@@ -76,6 +78,8 @@ def _reassign_photos(
     than falling back to another face of theirs there, which the index was not asked for;
     reprocessing the photo gives the full assignment.
     """
+    # A rejected pair never takes part: it must not take a face from someone else either.
+    found = _not_rejected(session, found)
     photo_ids = {c.photo_id for c in found}
     if not photo_ids:
         return []
@@ -98,6 +102,42 @@ def _reassign_photos(
             session.delete(match)
     session.flush()
     return [c for c in kept if c.user_id in {f.user_id for f in found}]
+
+
+# Erasing photos (projects/erasure.py) takes the same lock: no match is written for them meanwhile.
+lock_matching = _lock_matching
+
+
+def _not_rejected(session: Session, candidates: list[Candidate]) -> list[Candidate]:
+    if not candidates:
+        return candidates
+    pairs = {(c.user_id, c.photo_id) for c in candidates}
+    rejected = {
+        (row[0], row[1])
+        for row in session.execute(
+            select(MatchRejection.user_id, MatchRejection.photo_id).where(
+                tuple_(MatchRejection.user_id, MatchRejection.photo_id).in_(pairs)
+            )
+        )
+    }
+    return [c for c in candidates if (c.user_id, c.photo_id) not in rejected]
+
+
+def reject_match(session: Session, *, user_id: str, photo_id: uuid.UUID, now: datetime) -> bool:
+    """ "Not me": drop the user's match in the photo and keep it from coming back. False when
+    there was no match to reject."""
+    _lock_matching(session)
+    removed = session.execute(
+        delete(FaceMatch).where(FaceMatch.user_id == user_id, FaceMatch.photo_id == photo_id)
+    )
+    if not getattr(removed, "rowcount", 0):
+        return False
+    session.execute(
+        insert(MatchRejection)
+        .values(user_id=user_id, photo_id=photo_id, created_at=now)
+        .on_conflict_do_nothing()
+    )
+    return True
 
 
 @dataclass
@@ -153,6 +193,9 @@ class FaceMatcher:
         now = datetime.now(UTC)
         with session_factory() as session:
             _lock_matching(session)
+            current = session.get(PendingUpload, photo.id)
+            if current is None or current.status != UploadStatus.UPLOADED:
+                return {"faces": "deleted"}  # deleted while we looked: store nothing of it
             self.index.add_photo(
                 session, photo_id=photo.id, project_id=photo.project_id, faces=faces, image=image
             )
@@ -164,7 +207,7 @@ class FaceMatcher:
                 )
                 if has_active(session, user_id=c.user_id, purpose=Purpose.BIOMETRIC_PROCESSING)
             ]
-            kept = assign(found, excluded=self.excluded)
+            kept = assign(_not_rejected(session, found), excluded=self.excluded)
             return {"faces": len(faces), "matches": _record(session, kept, now)}
 
 

@@ -56,6 +56,19 @@ def defer(
     return True
 
 
+def cancel_waiting(session: Session, *, upload_ids: list[str]) -> int:
+    """Drop the jobs still waiting for these uploads (erased ones): a running job finishes and
+    finds its upload gone."""
+    result = session.execute(
+        text(
+            "DELETE FROM procrastinate_jobs"
+            " WHERE status = 'todo' AND args->>'upload_id' = ANY(:ids)"
+        ),
+        {"ids": upload_ids},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def build_app(database_url: str) -> procrastinate.App:
     """A procrastinate App on `database_url`; tasks are added by `tasks.register`."""
     connector = procrastinate.PsycopgConnector(

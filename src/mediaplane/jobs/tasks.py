@@ -14,19 +14,23 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import procrastinate
 import structlog
 from sqlalchemy.orm import Session
 
+from mediaplane.consent.retention import RetentionReport, expire_selfies
 from mediaplane.db import Database
 from mediaplane.errors import MediaplaneError, Unavailable
+from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.service import FaceMatcher
 from mediaplane.jobs import derivatives, metrics, steps
 from mediaplane.jobs.models import StepName
+from mediaplane.projects.erasure import ProjectEraser, photo_objects
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
-from mediaplane.uploads import PendingUpload, UploadTracker
+from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus, UploadTracker
 from mediaplane.uploads import service as uploads
 
 log = structlog.get_logger(__name__)
@@ -41,6 +45,7 @@ class JobEnv:
     store: ObjectStore
     tracker: UploadTracker
     _matcher: FaceMatcher | None = field(default=None, repr=False)
+    _index: FaceIndex | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -61,6 +66,14 @@ class JobEnv:
                     threshold=self.settings.match_threshold,
                 )
             return self._matcher
+
+    @property
+    def face_index(self) -> FaceIndex:
+        """Where faces are kept, to erase them: needed even with FACE_ENGINE=off."""
+        with self._lock:
+            if self._index is None:
+                self._index = build_index(self.settings)
+            return self._index
 
 
 # The work returns facts to record on the upload (width, height, derivatives...).
@@ -132,8 +145,14 @@ def _run_step(
         raise
     with env.db.transaction() as session:
         fresh = uploads.get(session, upload_id=upload_id, lock=True)
-        if fresh is not None:
-            _record(session, fresh, facts)
+        if fresh is None or fresh.status == UploadStatus.DELETED:
+            # Deleted while the step ran: what the step wrote goes too.
+            if upload.kind == UploadKind.PHOTO:
+                for key in photo_objects(env.store, upload):
+                    env.store.delete(key)
+            log.info("step outcome dropped: the photo was deleted")
+            return "skipped"
+        _record(session, fresh, facts)
         steps.finish(session, upload_id=upload_id, step=step, run=run)
     seconds = time.perf_counter() - started
     metrics.STEP_DURATION.labels(step=step.value).observe(seconds)
@@ -156,7 +175,10 @@ WORK: dict[StepName, StepWork] = {
 
 # The periodic upkeep: procrastinate's lines about their jobs are debug (see mediaplane.logs);
 # they log themselves only when they did something.
-PERIODIC_TASKS = frozenset({"sweep_uploads", "reconcile_steps", "retry_stalled_jobs"})
+PERIODIC_TASKS = frozenset(
+    {"sweep_uploads", "reconcile_steps", "retry_stalled_jobs", "expire_selfies"}
+)
+ERASE_PROJECT = "erase_project"
 # Upkeep runs before any step: workers take the highest priority first, so a backlog of
 # photos cannot delay the retry of a dead worker's jobs (seen: 5 minutes behind 300 photos).
 UPKEEP_PRIORITY = 100
@@ -214,6 +236,21 @@ def register(app: procrastinate.App, env: JobEnv) -> None:
         if queued:
             log.warning("steps without a job were queued again", count=queued)
 
+    @app.task(name=ERASE_PROJECT, retry=retry)
+    def erase_project(project_id: str) -> None:
+        """Erase a project whose deletion was requested (DELETE /v1/projects/{id})."""
+        eraser = ProjectEraser(db=env.db, store=env.store, index=env.face_index)
+        deletion = eraser.run(uuid.UUID(project_id), now=lambda: datetime.now(UTC))
+        log.info("project erased", project_id=project_id, photos=deletion.photos_erased)
+
+    @app.periodic(cron="17 * * * *", periodic_id="retention")
+    @app.task(name="expire_selfies", queueing_lock="expire_selfies", priority=UPKEEP_PRIORITY)
+    def expire_selfies(timestamp: int) -> None:
+        """The retention schedule: selfies and face vectors older than SELFIE_RETENTION_DAYS."""
+        report = run_retention(env)
+        if report.selfies:
+            log.info("selfies past retention erased", selfies=report.selfies, faces=report.faces)
+
     @app.periodic(cron="* * * * * */20", periodic_id="stalled")
     @app.task(
         name="retry_stalled_jobs",
@@ -224,6 +261,19 @@ def register(app: procrastinate.App, env: JobEnv) -> None:
     async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
         """Jobs of workers that died (SIGKILL, lost machine) go back to the queue."""
         await retry_stalled(context.app, env.settings.worker_stalled_seconds)
+
+
+def run_retention(env: JobEnv) -> RetentionReport:
+    """Erase every selfie past `SELFIE_RETENTION_DAYS`, a batch per transaction."""
+    cutoff = datetime.now(UTC) - timedelta(days=env.settings.selfie_retention_days)
+    total = RetentionReport()
+    while True:
+        with env.db.transaction() as session:
+            report = expire_selfies(session, env.store, env.face_index, cutoff=cutoff)
+        total.selfies += report.selfies
+        total.faces += report.faces
+        if not report.selfies:
+            return total
 
 
 def sweep_cron(interval_seconds: float) -> str:

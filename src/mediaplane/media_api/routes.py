@@ -10,6 +10,7 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
 from mediaplane.consent import Purpose, require_consent
@@ -32,6 +33,8 @@ from mediaplane.media_api.schemas import (
     StorageEventsResult,
 )
 from mediaplane.media_api.storage_events import created_keys, parse_body
+from mediaplane.projects import service as projects
+from mediaplane.projects.erasure import erase_photos
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, Signal, UploadKind, UploadStatus, UploadTracker
@@ -89,11 +92,25 @@ def selfie_upload_url(
     )
 
 
+def _may_upload(
+    session: Session, settings: Settings, principal: Principal, project_id: uuid.UUID
+) -> None:
+    """Only a project's photographers upload into it (PROJECTS_MODE: docs/media-api.md)."""
+    projects.authorize_upload(
+        session,
+        mode=settings.projects_mode,
+        project_id=project_id,
+        photographer_id=principal.subject,
+        now=datetime.now(UTC),
+    )
+
+
 def _photo_upload_url(
     request: Request, principal: Principal, body: PhotoUploadRequest
 ) -> PhotoUploadURL:
     settings, db, store = _deps(request)
     with db.transaction() as session:
+        _may_upload(session, settings, principal, body.project_id)
         upload, url = service.create_photo_upload(
             session,
             store,
@@ -130,6 +147,7 @@ def photo_upload_urls(
     of 2,000 photos costs 20 requests instead of 2,000."""
     settings, db, store = _deps(request)
     with db.transaction() as session:
+        _may_upload(session, settings, principal, body.project_id)
         issued = service.create_photo_uploads(
             session,
             store,
@@ -277,6 +295,37 @@ def get_photo(
     return view
 
 
+@router.delete("/photos/{photo_id}", status_code=204)
+def delete_photo(
+    photo_id: uuid.UUID, request: Request, principal: Principal = Depends(photo_reader)
+) -> Response:
+    """Erase a photo at once: original, derivatives, faces, matches (storage, database, face
+    index). Its photographer, the project's owner, or an operator."""
+    _, db, store = _deps(request)
+    with db.transaction() as session:
+        photo = service.get_upload(session, upload_id=photo_id, kind=UploadKind.PHOTO)
+        if not _is_operator(principal) and photo.owner_id != principal.subject:
+            assert photo.project_id is not None
+            owner = projects.owner_of(session, project_id=photo.project_id)
+            if owner != principal.subject:
+                if projects.is_member(
+                    session, project_id=photo.project_id, user_id=principal.subject
+                ):
+                    raise Forbidden(
+                        "not_photo_owner",
+                        "only its photographer, the project's owner or an operator may",
+                    )
+                raise NotFound("photo_not_found", f"no photo {photo_id}")
+        erase_photos(
+            session,
+            store,
+            request.app.state.face_index,
+            photo_ids=[photo.id],
+            now=datetime.now(UTC),
+        )
+    return Response(status_code=204)
+
+
 @router.get("/projects/{project_id}/photos", response_model=PhotoPage)
 def list_project_photos(
     project_id: uuid.UUID,
@@ -291,7 +340,10 @@ def list_project_photos(
         rows, next_cursor = service.list_project_photos(
             session,
             project_id=project_id,
-            photographer_id=None if _is_operator(principal) else principal.subject,
+            photographer_id=None
+            if _is_operator(principal)
+            or projects.owner_of(session, project_id=project_id) == principal.subject
+            else principal.subject,
             cursor=cursor,
             limit=limit,
         )
@@ -343,16 +395,39 @@ def delete_my_selfie(request: Request, principal: Principal = Depends(user)) -> 
 @router.get("/me/photos", response_model=MyPhotos)
 def my_photos(
     request: Request,
-    project_id: Annotated[uuid.UUID, Query(alias="projectId")],
+    project_id: Annotated[
+        uuid.UUID | None, Query(alias="projectId", description="Only this project's photos.")
+    ] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
     principal: Principal = Depends(consenting_user),
 ) -> MyPhotos:
-    """Photos of a project the user appears in, newest first, as presigned previews."""
+    """Photos the user appears in, newest first, as presigned previews: across every project,
+    or one (`projectId`). `GET /v1/projects` groups them by project."""
     settings, db, store = _deps(request)
     with db.transaction() as session:
-        items = service.my_photos(
-            session, store, settings, user_id=principal.subject, project_id=project_id
+        items, next_cursor = service.my_photos(
+            session,
+            store,
+            settings,
+            user_id=principal.subject,
+            project_id=project_id,
+            cursor=cursor,
+            limit=limit,
         )
-    return MyPhotos(items=items)
+    return MyPhotos(items=items, next_cursor=next_cursor)
+
+
+@router.delete("/me/photos/{photo_id}", status_code=204)
+def not_me(photo_id: uuid.UUID, request: Request, principal: Principal = Depends(user)) -> Response:
+    """ "Not me": hide a wrong match for good (reprocessing does not bring it back)."""
+    _, db, _ = _deps(request)
+    with db.transaction() as session:
+        if not faces_service.reject_match(
+            session, user_id=principal.subject, photo_id=photo_id, now=datetime.now(UTC)
+        ):
+            raise NotFound("photo_not_found", f"you are not matched in photo {photo_id}")
+    return Response(status_code=204)
 
 
 @router.get(

@@ -143,6 +143,7 @@ class MyPhoto(CamelModel):
 
 class MyPhotos(CamelModel):
     items: list[MyPhoto]
+    next_cursor: str | None = None
 
 
 class StorageEventsResult(CamelModel):

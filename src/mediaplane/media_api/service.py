@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mediaplane.errors import InvalidInput, NotFound
 from mediaplane.faces import service as faces_service
-from mediaplane.faces.models import SelfieFace
+from mediaplane.faces.models import FaceMatch, SelfieFace
 from mediaplane.jobs import steps as job_steps
 from mediaplane.jobs.models import ProcessingStep, StepName, StepStatus
 from mediaplane.media_api.schemas import (
@@ -149,7 +149,7 @@ def download_upload(store: ObjectStore, settings: Settings, upload: PendingUploa
 
 def get_upload(session: Session, *, upload_id: uuid.UUID, kind: UploadKind) -> PendingUpload:
     upload = uploads.get(session, upload_id=upload_id)
-    if upload is None or upload.kind != kind:
+    if upload is None or upload.kind != kind or upload.status == UploadStatus.DELETED:
         raise NotFound(f"{kind}_not_found", f"no {kind.replace('_', ' ')} {upload_id}")
     return upload
 
@@ -248,11 +248,32 @@ def my_photos(
     settings: Settings,
     *,
     user_id: str,
-    project_id: uuid.UUID,
-) -> list[MyPhoto]:
-    """The user's matched photos in a project: presigned previews, never the original."""
+    project_id: uuid.UUID | None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> tuple[list[MyPhoto], str | None]:
+    """The user's matched photos, newest first, in every project or one, keyset-paginated:
+    presigned previews, never the original."""
+    query = (
+        select(FaceMatch, PendingUpload)
+        .join(PendingUpload, PendingUpload.id == FaceMatch.photo_id)
+        .where(FaceMatch.user_id == user_id, PendingUpload.status == UploadStatus.UPLOADED)
+    )
+    if project_id is not None:
+        query = query.where(FaceMatch.project_id == project_id)
+    if cursor:
+        created_at, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                PendingUpload.created_at < created_at,
+                and_(PendingUpload.created_at == created_at, PendingUpload.id < last_id),
+            )
+        )
+    query = query.order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+    rows = [(row[0], row[1]) for row in session.execute(query.limit(limit + 1))]
+    next_cursor = _encode_cursor(rows[limit - 1][1]) if len(rows) > limit else None
     items = []
-    for match, photo in faces_service.matches_of(session, user_id=user_id, project_id=project_id):
+    for match, photo in rows[:limit]:
         assert photo.project_id is not None
         downloads = {
             name: download(
@@ -272,7 +293,7 @@ def my_photos(
                 downloads=downloads,
             )
         )
-    return items
+    return items, next_cursor
 
 
 def list_project_photos(
@@ -287,6 +308,7 @@ def list_project_photos(
     query = select(PendingUpload).where(
         PendingUpload.kind == UploadKind.PHOTO, PendingUpload.project_id == project_id
     )
+    query = query.where(PendingUpload.status != UploadStatus.DELETED)
     if photographer_id is not None:
         query = query.where(PendingUpload.owner_id == photographer_id)
     if cursor:

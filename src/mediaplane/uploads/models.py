@@ -36,6 +36,9 @@ class UploadStatus(StrEnum):
     EXPIRED = "expired"
     # A selfie whose biometric data was erased when consent was revoked (the row stays).
     ERASED = "erased"
+    # A deleted photo whose URL can still write its key (S3): a tombstone with nothing of the
+    # photo but its key, so the sweeper keeps the key empty; removed when the watch ends.
+    DELETED = "deleted"
 
 
 class PendingUpload(Base):

@@ -20,7 +20,7 @@ from mediaplane.imaging import ImageLimits
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectInfo, ObjectStore
 from mediaplane.uploads import service
-from mediaplane.uploads.models import PendingUpload
+from mediaplane.uploads.models import PendingUpload, UploadStatus
 from mediaplane.uploads.service import HandOff, Signal
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,9 @@ class UploadTracker:
                 if self._undo_late_write(session, upload.key, via=Signal.SWEEPER):
                     report.undone += 1
                 session.refresh(upload)
-                service.end_watch(upload, now=datetime.now(UTC), download_ttl=download_ttl)
+                ended = service.end_watch(upload, now=datetime.now(UTC), download_ttl=download_ttl)
+                if ended and upload.status == UploadStatus.DELETED:
+                    session.delete(upload)  # a deleted photo's tombstone: its key is safe now
         with self.db.transaction() as session:
             due = service.asides_due(session, now=datetime.now(UTC), limit=batch)
         for upload_id in due:

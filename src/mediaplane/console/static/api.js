@@ -88,7 +88,21 @@ export const media = {
   // `optional=true`: none yet is 204 (null here), not a 404 the browser reports as an error.
   mySelfie: () => request('GET', '/v1/me/selfie?optional=true'),
   deleteMySelfie: () => request('DELETE', '/v1/me/selfie'),
-  myPhotos: (projectId) => request('GET', `/v1/me/photos?projectId=${q(projectId)}`),
+  // Without a project: every photo the user appears in, newest first.
+  myPhotos: (projectId) =>
+    request('GET', projectId ? `/v1/me/photos?projectId=${q(projectId)}` : '/v1/me/photos'),
+  notMe: (photoId) => request('DELETE', `/v1/me/photos/${q(photoId)}`),
+  deletePhoto: (photoId) => request('DELETE', `/v1/photos/${q(photoId)}`),
+  // Projects (docs/media-api.md, "Projects"): operators all, photographers theirs, attendees
+  // the events they appear in.
+  projects: () => request('GET', '/v1/projects'),
+  createProject: (body) => request('POST', '/v1/projects', { body }),
+  addPhotographer: (projectId, userId) =>
+    request('PUT', `/v1/projects/${q(projectId)}/photographers/${q(userId)}`),
+  removePhotographer: (projectId, userId) =>
+    request('DELETE', `/v1/projects/${q(projectId)}/photographers/${q(userId)}`),
+  deleteProject: (projectId) => request('DELETE', `/v1/projects/${q(projectId)}`),
+  projectDeletion: (projectId) => request('GET', `/v1/projects/${q(projectId)}/deletion`),
   profilePictureUploadUrl: () => request('POST', '/v1/operators/me/profile-picture/upload-url'),
   operatorProfilePicture: (operatorId) =>
     request('GET', `/v1/operators/${q(operatorId)}/profile-picture?optional=true`),

@@ -58,13 +58,15 @@ export function openViewer({ src, alt, caption, links = [], faces = [], size }) 
 
 /**
  * One grid cell: a button showing `thumb` that opens `large` in the viewer.
- * `caption` is visible under the image; `alt` describes it (the image's text alternative).
+ * `caption` is visible under the image; `alt` describes it (the image's text alternative);
+ * `actions` are buttons under it (delete, "not me").
  */
-export function photoTile({ thumb, large, alt, caption, links, dataset, faces, size }) {
+export function photoTile({ thumb, large, alt, caption, links, dataset, faces, size, actions = [] }) {
   return h('li', { class: 'tile', dataset },
     h('button', {
       type: 'button', class: 'tile-open', 'aria-label': `Open ${alt}`,
       onclick: () => openViewer({ src: large, alt, caption, links, faces, size }),
     }, h('img', { src: thumb, alt, loading: 'lazy', decoding: 'async' })),
-    caption && h('p', { class: 'tile-caption' }, caption));
+    caption && h('p', { class: 'tile-caption' }, caption),
+    actions.length > 0 && h('div', { class: 'tile-actions' }, actions));
 }

@@ -1,6 +1,7 @@
-// The project id field shared by the photographer, attendee and operator screens: projects are
-// plain uuids in the API (no project resource), so the console remembers recent ones locally.
+// The project field shared by the photographer, attendee and operator screens: pick one of
+// your projects by name (GET /v1/projects), or type a project id; recent ids are remembered.
 
+import { media } from './api.js';
 import { h, uid } from './dom.js';
 
 const KEY = 'mediaplane.console.projects';
@@ -44,10 +45,40 @@ export function projectPicker({ name, action, allowNew = false, onSubmit }) {
     'aria-describedby': hintId, required: true,
   });
   const datalist = h('datalist', { id: listId });
-  const hint = h('p', { class: 'hint', id: hintId }, 'A project is any uuid; recent ones are suggested.');
+  const HINT = 'Choose one of your projects, or enter a project id.';
+  const hint = h('p', { class: 'hint', id: hintId }, HINT);
 
+  let names = new Map();
   const refreshSuggestions = () =>
-    datalist.replaceChildren(...recentProjects().map((p) => h('option', { value: p })));
+    datalist.replaceChildren(...recentProjects().map((p) =>
+      h('option', { value: p, label: names.get(p) ?? '' })));
+
+  // Your projects by name: choosing one opens it. Kept after the id field and its buttons, so
+  // the keyboard order of the form stays id → new → open.
+  const chooserId = uid(`${name}-projects`);
+  const chooser = h('select', { id: chooserId, name: 'projectChoice', hidden: true, onchange: () => {
+    if (!chooser.value) return;
+    input.value = chooser.value;
+    submit();
+  } });
+  const chooserLabel = h('label', { for: chooserId, hidden: true }, 'Your projects');
+
+  async function loadProjects() {
+    let items = [];
+    try {
+      ({ items } = await media.projects());
+    } catch {
+      return [];  // a token without access to the list: the id field still works
+    }
+    names = new Map(items.map((p) => [p.projectId, p.name]));
+    const label = (p) => (p.matchCount != null
+      ? `${p.name} (${p.matchCount} photo${p.matchCount === 1 ? '' : 's'} of you)` : p.name);
+    chooser.replaceChildren(h('option', { value: '' }, items.length ? 'Choose…' : 'none yet'),
+      ...items.map((p) => h('option', { value: p.projectId }, label(p))));
+    chooser.hidden = chooserLabel.hidden = false;
+    refreshSuggestions();
+    return items;
+  }
 
   const form = h('form', { class: 'project-picker', novalidate: true },
     h('label', { for: inputId }, 'Project id'),
@@ -58,6 +89,7 @@ export function projectPicker({ name, action, allowNew = false, onSubmit }) {
         submit();
       } }, 'New project'),
       h('button', { type: 'submit' }, action)),
+    h('div', { class: 'row' }, chooserLabel, chooser),
     datalist, hint);
 
   function submit() {
@@ -70,10 +102,11 @@ export function projectPicker({ name, action, allowNew = false, onSubmit }) {
       return;
     }
     input.removeAttribute('aria-invalid');
-    hint.textContent = 'A project is any uuid; recent ones are suggested.';
+    hint.textContent = HINT;
     delete hint.dataset.tone;
     rememberProject(value);
     refreshSuggestions();
+    chooser.value = names.has(value) ? value : '';
     onSubmit(value);
   }
 
@@ -89,12 +122,18 @@ export function projectPicker({ name, action, allowNew = false, onSubmit }) {
     get value() {
       return isProjectId(input.value) ? input.value.trim() : null;
     },
-    /** Prefill with the most recent project (when empty) and submit it. */
-    prefill() {
+    loadProjects,
+    /** Prefill with the most recent project, else the first of yours (when empty), and open it. */
+    async prefill() {
       refreshSuggestions();
       const [last] = recentProjects();
       if (!input.value && last) {
         input.value = last;
+        submit();
+      }
+      const items = await loadProjects();
+      if (!input.value && items.length) {
+        input.value = items[0].projectId;
         submit();
       }
     },

@@ -1,9 +1,10 @@
 // Attendee: consent to biometric processing (and revoke it), a selfie, and the event photos
-// the selfie was found in, per project.
+// the selfie was found in: across every event, or one chosen by name.
 
 import { ApiError, complete, media } from '../api.js';
 import { announce, filePicker, formatTime, h, shortId, statusLine } from '../dom.js';
 import { photoName } from '../file-names.js';
+import { confirmAction } from '../confirm.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
@@ -32,7 +33,14 @@ const FACE_SETTLED = new Set(['indexed', 'no_face', 'multiple_faces', 'failed', 
 function consentPanel({ onChange }) {
   const status = statusLine({ id: 'consent-status' });
   const grant = h('button', { type: 'button', id: 'consent-grant', onclick: () => act(() => media.grantConsent(PURPOSE)) }, 'I agree: grant consent');
-  const revoke = h('button', { type: 'button', id: 'consent-revoke', class: 'danger', hidden: true, onclick: () => act(() => media.revokeConsent(PURPOSE)) }, 'Revoke consent and erase my face data');
+  const revoke = h('button', { type: 'button', id: 'consent-revoke', class: 'danger', hidden: true, onclick: async () => {
+    const sure = await confirmAction({
+      title: 'Revoke your consent?',
+      message: 'Your selfie, your face data and every match are erased at once. You can consent again later, with a new selfie.',
+      confirmLabel: 'Revoke and erase',
+    });
+    if (sure) await act(() => media.revokeConsent(PURPOSE));
+  } }, 'Revoke consent and erase my face data');
 
   async function act(call) {
     try {
@@ -188,14 +196,30 @@ function myPhotosPanel() {
   const grid = h('ul', { class: 'grid', id: 'my-photos' });
   const picker = projectPicker({ name: 'attendee', action: 'Show', onSubmit: (id) => { projectId = id; load(); } });
 
+  async function notMe(photo) {
+    const sure = await confirmAction({
+      title: 'Not you in this photo?',
+      message: 'It is hidden from your photos for good, even if the photo is processed again.',
+      confirmLabel: 'Not me: hide it',
+    });
+    if (!sure) return;
+    try {
+      await media.notMe(photo.photoId);
+    } catch (error) {
+      status.set(describe(error), 'error');
+      return;
+    }
+    await load();
+  }
+
   async function load() {
-    if (!projectId) return;
     if (!consented) {
       grid.replaceChildren();
       status.set('Grant consent to see the photos you appear in.');
       return;
     }
     status.set('Looking…');
+    picker.loadProjects();  // the events you appear in, with their counts, may have changed
     try {
       const { items } = await media.myPhotos(projectId);
       grid.replaceChildren(...items.map((p) => {
@@ -210,11 +234,13 @@ function myPhotosPanel() {
           // Your face, highlighted: the only face of the photo an attendee is shown.
           faces: [{ box: { x: p.box.left, y: p.box.top, width: p.box.width, height: p.box.height }, mine: true }],
           size: { width: p.width, height: p.height },
+          actions: [h('button', { type: 'button', class: 'secondary small', onclick: () => notMe(p) }, 'Not me')],
         });
       }));
+      const where = projectId ? `project ${shortId(projectId)}` : 'your events';
       status.set(items.length
-        ? `You appear in ${items.length} photo${items.length > 1 ? 's' : ''} of project ${shortId(projectId)}.`
-        : `No photos of you in project ${shortId(projectId)} yet.`, items.length ? 'ok' : 'info');
+        ? `You appear in ${items.length} photo${items.length > 1 ? 's' : ''} of ${where}.`
+        : `No photos of you in ${where} yet.`, items.length ? 'ok' : 'info');
     } catch (error) {
       grid.replaceChildren();
       status.set(describe(error), 'error');

@@ -1,8 +1,10 @@
-// Operator: a profile picture through its presigned PUT and GET, and a project overview:
+// Operator: a profile picture through its presigned PUT and GET; projects created, staffed
+// with photographers and deleted (with confirmation and progress); and a project overview:
 // photos by state and what failed, from the project listing with a backoffice token.
 
 import { ApiError, media } from '../api.js';
-import { filePicker, formatTime, h, shortId, statusLine } from '../dom.js';
+import { confirmAction } from '../confirm.js';
+import { filePicker, formatTime, h, shortId, statusLine, uid } from '../dom.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
 import { fileNameOf } from '../file-names.js';
@@ -169,16 +171,147 @@ function overviewPanel() {
   const el = h('div', { class: 'card', role: 'region', 'aria-labelledby': 'overview-title' },
     h('h2', { id: 'overview-title' }, 'Project overview'),
     picker.form, status.el, counts, failuresTitle, failures);
-  return { el, prefill: () => picker.prefill() };
+  return { el, prefill: () => picker.prefill(), refresh: () => picker.loadProjects() };
+}
+
+/** "" for an empty datetime-local field, else an ISO instant (the field is local time). */
+function isoOrNull(value) {
+  return value ? new Date(value).toISOString() : null;
+}
+
+function projectsPanel({ onChange }) {
+  const status = statusLine({ id: 'projects-status' });
+  const list = h('ul', { class: 'projects', id: 'projects-list' });
+  const nameId = uid('project-name');
+  const startsId = uid('project-starts');
+  const endsId = uid('project-ends');
+  const name = h('input', { id: nameId, name: 'name', type: 'text', required: true, maxlength: 200 });
+  const starts = h('input', { id: startsId, name: 'startsAt', type: 'datetime-local' });
+  const ends = h('input', { id: endsId, name: 'endsAt', type: 'datetime-local' });
+  const form = h('form', { class: 'project-create', novalidate: true },
+    h('div', { class: 'row' },
+      h('label', { for: nameId }, 'Name'), name,
+      h('label', { for: startsId }, 'Starts'), starts,
+      h('label', { for: endsId }, 'Ends'), ends,
+      h('button', { type: 'submit' }, 'Create project')));
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!name.value.trim()) {
+      name.setAttribute('aria-invalid', 'true');
+      status.set('Give the project a name.', 'error');
+      name.focus();
+      return;
+    }
+    name.removeAttribute('aria-invalid');
+    try {
+      const created = await media.createProject({
+        name: name.value.trim(), startsAt: isoOrNull(starts.value), endsAt: isoOrNull(ends.value),
+      });
+      status.set(`Project “${created.name}” created.`, 'ok');
+      form.reset();
+      await load();
+      onChange();
+    } catch (error) {
+      status.set(`Could not create the project: ${describe(error)}`, 'error');
+    }
+  });
+
+  async function act(call, done) {
+    try {
+      await call();
+      if (done) status.set(done, 'ok');
+    } catch (error) {
+      status.set(describe(error), 'error');
+    }
+    await load();
+  }
+
+  async function remove(project, item) {
+    const sure = await confirmAction({
+      title: `Delete “${project.name}”?`,
+      message: 'Every photo of the project, its previews, faces and matches are erased for good.',
+      confirmLabel: 'Delete project',
+    });
+    if (!sure) return;
+    let deletion;
+    try {
+      deletion = await media.deleteProject(project.projectId);
+    } catch (error) {
+      status.set(describe(error), 'error');
+      return;
+    }
+    const bar = h('progress', { max: 1, value: 0, 'aria-label': `Deleting ${project.name}` });
+    item.append(bar);
+    const shown = (d) => {
+      bar.max = Math.max(d.photosTotal, 1);
+      bar.value = d.photosErased;
+      status.set(`Deleting “${project.name}”: ${d.photosErased} of ${d.photosTotal} photos erased.`);
+    };
+    shown(deletion);
+    try {
+      deletion = await pollUntil(async () => {
+        const d = await media.projectDeletion(project.projectId);
+        shown(d);
+        return d.status === 'done' ? d : null;
+      }, { timeout: 600_000 });
+      status.set(`“${project.name}” deleted: ${deletion.photosErased} photos erased.`, 'ok');
+    } catch (error) {
+      status.set(describe(error), 'error');
+    }
+    await load();
+    onChange();
+  }
+
+  function projectItem(p) {
+    const assignId = uid('assign');
+    const who = h('input', { id: assignId, name: 'photographer', type: 'text', autocomplete: 'off' });
+    const item = h('li', { dataset: { projectId: p.projectId } },
+      h('strong', {}, p.name), ' ',
+      h('span', { class: 'hint' }, [p.startsAt && formatTime(p.startsAt), shortId(p.projectId)].filter(Boolean).join(' · ')),
+      h('ul', { class: 'photographers' }, p.photographers.map((userId) =>
+        h('li', {}, h('code', {}, userId), ' ',
+          h('button', {
+            type: 'button', class: 'secondary small',
+            onclick: () => act(() => media.removePhotographer(p.projectId, userId)),
+          }, `Remove ${userId}`)))),
+      h('form', { class: 'row', novalidate: true, onsubmit: (e) => {
+        e.preventDefault();
+        const userId = who.value.trim();
+        if (userId) act(() => media.addPhotographer(p.projectId, userId), `${userId} may now upload to “${p.name}”.`);
+      } },
+      h('label', { for: assignId }, 'Photographer (user id)'), who,
+      h('button', { type: 'submit', class: 'secondary' }, 'Assign'),
+      h('button', { type: 'button', class: 'danger', onclick: () => remove(p, item) }, 'Delete project')));
+    return item;
+  }
+
+  async function load() {
+    try {
+      const { items } = await media.projects();
+      const shown = items.filter((p) => !p.deletion);
+      list.replaceChildren(...(shown.length
+        ? shown.map(projectItem) : [h('li', { class: 'hint' }, 'No projects yet.')]));
+    } catch (error) {
+      status.set(`Could not list projects: ${describe(error)}`, 'error');
+    }
+  }
+
+  const el = h('div', { class: 'card', role: 'region', 'aria-labelledby': 'projects-title' },
+    h('h2', { id: 'projects-title' }, 'Projects'),
+    form, status.el, list);
+  return { el, load };
 }
 
 export function create({ session }) {
   const profile = profilePanel(session);
   const overview = overviewPanel();
+  const projects = projectsPanel({ onChange: () => overview.refresh() });
   const root = h('section', { class: 'screen', 'aria-labelledby': 'operator-title' },
     h('h1', { id: 'operator-title', tabindex: '-1' }, 'Operator'),
-    h('p', { class: 'lead' }, 'Your profile picture, and how the photos of a project are doing.'),
-    profile.el, overview.el);
+    h('p', { class: 'lead' }, 'Your profile picture, your projects and their photographers, and how the photos of a project are doing.'),
+    profile.el, projects.el, overview.el);
   profile.load();
+  projects.load();
   return { root, show: () => overview.prefill() };
 }

@@ -5,6 +5,7 @@ import { describe } from '../reasons.js';
 import { complete, media } from '../api.js';
 import { announce, h, shortId, statusLine } from '../dom.js';
 import { photoName, rememberFileName } from '../file-names.js';
+import { confirmAction } from '../confirm.js';
 import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
@@ -182,6 +183,22 @@ export function create({ session }) {
     refreshTimer = setTimeout(() => refreshGrid(), 300);
   }
 
+  async function removePhoto(photo) {
+    const sure = await confirmAction({
+      title: `Delete ${photoName(photo)}?`,
+      message: 'The original, its previews and the faces found in it are erased for good; attendees no longer see it.',
+      confirmLabel: 'Delete photo',
+    });
+    if (!sure) return;
+    try {
+      await media.deletePhoto(photo.photoId);
+      gridStatus.set(`${photoName(photo)} deleted.`, 'ok');
+      refreshGrid();
+    } catch (error) {
+      gridStatus.set(`Could not delete ${photoName(photo)}: ${describe(error)}`, 'error');
+    }
+  }
+
   async function refreshGrid(cursor = null) {
     if (!projectId || !stillSignedIn(session)) return;
     try {
@@ -200,6 +217,9 @@ export function create({ session }) {
           p.downloads.watermarked && { href: p.downloads.watermarked.url, label: 'Watermarked' },
         ].filter(Boolean),
         dataset: { photoId: p.photoId },
+        actions: [h('button', {
+          type: 'button', class: 'secondary small', onclick: () => removePhoto(p),
+        }, 'Delete')],
       }));
       if (cursor) grid.append(...tiles);
       else grid.replaceChildren(...tiles);
