@@ -18,7 +18,7 @@ What it does:
    (thumbnails, watermark, faces) and in all (the worker's whole process CPU / N as a cross
    check), and the goal of issue 13: at most 0.6 CPU-s per 12 MP photo with one face.
 
-Results: a table on stdout and bench/results/pipeline.json.
+Results: a table on stdout and bench/results/pipeline-{12,36}mp.json.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import psutil
 import pyvips
 from _common import FIXTURES, ROOT, Server, free_port, log
 
-RESULTS = ROOT / "bench" / "results" / "pipeline.json"
+RESULTS_DIR = ROOT / "bench" / "results"
 CACHE = Path(tempfile.gettempdir()) / "mediaplane-bench-pipeline"
 GOAL_CPU_SECONDS = 0.6  # per 12 MP photo with one face (issue 13)
 # Peak RSS of a worker deriving a 36 MP JPEG, over its idle size (issue 13; imgproxy publishes
@@ -253,8 +253,9 @@ def main() -> int:
     if not 1 <= args.photos <= 100:
         parser.error("--photos: 1 to 100 (one batch of upload URLs)")
     report = run(args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    results = RESULTS_DIR / f"pipeline-{args.megapixels:g}mp.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
     print(render(report))
     return 0 if report["done"] == report["plan"]["photos"] else 1
 
