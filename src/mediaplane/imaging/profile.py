@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyvips
 
-from mediaplane.imaging.inspect import libvips_errors, open_checked
+from mediaplane.imaging.inspect import image_source, libvips_errors, open_checked
 from mediaplane.imaging.limits import ImageLimits
 
 PROFILE_SIZE = 240
@@ -62,7 +62,7 @@ def render_profile(source: bytes, limits: ImageLimits) -> RenderedImage:
 def cover_crop(source: bytes, size: int) -> pyvips.Image:
     """A `size`×`size` square filling the frame, cut from the centre of the stored pixels.
 
-    `thumbnail_buffer` shrinks while it decodes (a JPEG at 1/2, 1/4 or 1/8 scale), so a 12 MP
+    `thumbnail_source` shrinks while it decodes (a JPEG at 1/2, 1/4 or 1/8 scale), so a 12 MP
     photo never sits in memory at full size. Orientation is left to `orient` (no_rotate): a
     centred square of a rotated or mirrored picture is the rotated centred square, so rotating
     after the crop gives the same pixels and turns only 240×240 of them.
@@ -70,8 +70,8 @@ def cover_crop(source: bytes, size: int) -> pyvips.Image:
     TRAP: the result is lazy and streams from `source` as it is consumed: encode it once (or
     `copy_memory()` it first if it must be read twice).
     """
-    return pyvips.Image.thumbnail_buffer(
-        source, size, height=size, crop=pyvips.enums.Interesting.CENTRE, no_rotate=True
+    return pyvips.Image.thumbnail_source(
+        image_source(source), size, height=size, crop=pyvips.enums.Interesting.CENTRE, no_rotate=True
     )
 
 
