@@ -215,4 +215,5 @@ def test_format_content_types_and_extensions() -> None:
         ("image/webp", ".webp"),
         ("image/gif", ".gif"),
         ("image/avif", ".avif"),
+        ("image/heic", ".heic"),
     ]
