@@ -33,7 +33,13 @@ from mediaplane.uploads import service as uploads
 
 
 def create_selfie_upload(
-    session: Session, store: ObjectStore, settings: Settings, *, user_id: str, now: datetime
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    user_id: str,
+    now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str]:
     return uploads.create(
         session,
@@ -45,6 +51,7 @@ def create_selfie_upload(
         ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
+        content_type=content_type,
     )
 
 
@@ -56,6 +63,7 @@ def create_photo_upload(
     photographer_id: str,
     project_id: uuid.UUID,
     now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str]:
     photo_id = uuid.uuid4()
     return uploads.create(
@@ -71,6 +79,7 @@ def create_photo_upload(
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
         fresh_key=True,
+        content_type=content_type,
     )
 
 
@@ -83,6 +92,7 @@ def create_photo_uploads(
     project_id: uuid.UUID,
     count: int,
     now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> list[tuple[PendingUpload, str]]:
     """`count` photo uploads at once: one INSERT, one transaction (the batch endpoint)."""
     ids = [uuid.uuid4() for _ in range(count)]
@@ -100,11 +110,18 @@ def create_photo_uploads(
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
         fresh_keys=True,
+        content_type=content_type,
     )
 
 
 def create_profile_picture_upload(
-    session: Session, store: ObjectStore, settings: Settings, *, operator_id: str, now: datetime
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    operator_id: str,
+    now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str, str]:
     key = storage_keys.profile_picture_key(operator_id)
     upload, url = uploads.create(
@@ -117,6 +134,7 @@ def create_profile_picture_upload(
         ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
+        content_type=content_type,
     )
     return upload, url, file_url(settings, key)
 
@@ -178,11 +196,13 @@ def photo_view(
         for name in photo.derivatives:
             key = storage_keys.derivative_key(photo.project_id, photo.id, name)
             downloads[name] = download(store, settings, key)
+    status, failed_step, reason = overall_status(photo, steps or {})
     return PhotoView(
         photo_id=photo.id,
         project_id=photo.project_id,
-        status=photo.status,
-        reason=photo.reason,
+        status=status,
+        failed_step=failed_step,
+        reason=reason,
         size=photo.size,
         width=photo.width,
         height=photo.height,
@@ -191,6 +211,24 @@ def photo_view(
         downloads=downloads,
         steps=steps or {},
     )
+
+
+def overall_status(
+    photo: PendingUpload, steps: dict[str, StepView]
+) -> tuple[str, str | None, str | None]:
+    """(status, failedStep, reason) of a photo as a client waits for it (docs/media-api.md):
+    an uploaded photo becomes `processed` once every step is done, `failed` as soon as one
+    failed for good; bytes refused on arrival (`rejected`) are `failed` at step `upload`."""
+    if photo.status == UploadStatus.REJECTED:
+        return "failed", "upload", photo.reason
+    if photo.status != UploadStatus.UPLOADED:
+        return photo.status, None, photo.reason
+    for name, step in steps.items():
+        if step.status == StepStatus.FAILED:
+            return "failed", name, step.reason
+    if steps and all(step.status == StepStatus.DONE for step in steps.values()):
+        return "processed", None, None
+    return photo.status, None, None
 
 
 def selfie_view(

@@ -34,6 +34,17 @@ from mediaplane.uploads.keys import accepted_copy_key, aside_copy_key
 from mediaplane.uploads.models import PendingUpload, UploadKind, UploadStatus
 
 UPLOAD_CONTENT_TYPE = "image/jpeg"
+# What a client may declare when it asks for an upload URL (`contentType`); the URL is signed
+# for it, so the PUT must send exactly that `Content-Type`. It is only a declaration: what is
+# served is labelled with the type sniffed from the bytes (`notice`).
+UPLOAD_CONTENT_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+    "image/avif",
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +89,7 @@ def create(
     upload_id: uuid.UUID | None = None,
     project_id: uuid.UUID | None = None,
     fresh_key: bool = False,
+    content_type: str = UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str]:
     """Record a pending upload and return it with its presigned PUT URL.
 
@@ -98,6 +110,7 @@ def create(
         now=now,
         project_id=project_id,
         fresh_keys=fresh_key,
+        content_type=content_type,
     )
     return upload, url
 
@@ -115,13 +128,17 @@ def create_many(
     now: datetime,
     project_id: uuid.UUID | None = None,
     fresh_keys: bool = False,
+    content_type: str = UPLOAD_CONTENT_TYPE,
 ) -> list[tuple[PendingUpload, str]]:
     """Record pending uploads of one owner in one INSERT; each with its presigned PUT URL.
 
     Rows go in through a Core insert, not the unit of work: the objects returned are not
     attached to `session` (nothing else is done with them in the request that issues them),
     and the ORM's flush bookkeeping was a sixth of this hot path's CPU (measured with py-spy).
+    Each URL is signed for `content_type` (one of `UPLOAD_CONTENT_TYPES`).
     """
+    if content_type not in UPLOAD_CONTENT_TYPES:
+        raise ValueError(f"create_many: {content_type!r} is not an upload content type")
     if not fresh_keys:
         # A key can be handed out again (an operator's one profile picture): the older pending
         # upload of that key is superseded, so one object never completes two uploads.
@@ -145,7 +162,7 @@ def create_many(
             owner_id=owner_id,
             project_id=project_id,
             key=u.key,
-            content_type=UPLOAD_CONTENT_TYPE,
+            content_type=content_type,
             max_bytes=max_bytes,
             status=UploadStatus.PENDING,
             url_expires_at=expires_at,
@@ -157,7 +174,7 @@ def create_many(
     ]
     session.execute(insert(UPLOADS), [_columns(row) for row in rows])
     return [
-        (row, store.presign_put(row.key, content_type=UPLOAD_CONTENT_TYPE, expires_in=ttl_seconds))
+        (row, store.presign_put(row.key, content_type=content_type, expires_in=ttl_seconds))
         for row in rows
     ]
 
