@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -99,7 +101,7 @@ async def upload(app_id: str, object_id: str, request: Request) -> UploadURLResu
                 )
 
         await run_in_threadpool(create)
-    return UploadURLResult.model_validate({"result": {"upload_url": ref.images_url}})
+    return UploadURLResult.of(ref.images_url)
 
 
 @router.get("/_images/{app_id}/{object_id}/{option}", response_model=None)
@@ -218,10 +220,12 @@ def _issue(request: Request, metadata: UploadMetadata) -> UploadURLResult:
         now=datetime.now(UTC),
         expires_in=settings.images_upload_url_ttl_seconds,
     )
-    return UploadURLResult.model_validate({"result": {"upload_url": url}})
+    return UploadURLResult.of(url)
 
 
-@router.post("/api/images/upload", response_model=UploadURLResult)
+# GET as well as POST on both issuing endpoints: Authgear's docs describe
+# `GET /_api/admin/images/upload`, and its portal issues with GET.
+@router.api_route("/api/images/upload", methods=["GET", "POST"], response_model=UploadURLResult)
 def issue_user_upload_url(
     request: Request, principal: Principal = Depends(require_principal(AUDIENCE_MEDIA))
 ) -> UploadURLResult:
@@ -234,11 +238,18 @@ def issue_user_upload_url(
     return _issue(request, UploadMetadata(uploaded_by="user", user_id=principal.subject))
 
 
-@router.post("/_api/admin/images/upload", response_model=UploadURLResult)
+@router.api_route(
+    "/_api/admin/images/upload", methods=["GET", "POST"], response_model=UploadURLResult
+)
 def issue_admin_upload_url(
-    body: AdminUploadRequest,
     request: Request,
+    body: AdminUploadRequest | None = None,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     principal: Principal = Depends(require_principal(AUDIENCE_BACKOFFICE, roles=["operator"])),
 ) -> UploadURLResult:
-    """A signed upload URL on behalf of `user_id`, for operators (Admin API)."""
-    return _issue(request, UploadMetadata(uploaded_by="admin_api", user_id=body.user_id))
+    """A signed upload URL on behalf of `user_id` (JSON body, or `?user_id=` with GET), for
+    operators (Admin API)."""
+    target = body.user_id if body is not None else user_id
+    if target is None:
+        raise InvalidInput("validation_failed", "user_id is required (JSON body or ?user_id=)")
+    return _issue(request, UploadMetadata(uploaded_by="admin_api", user_id=target))
