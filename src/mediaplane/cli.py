@@ -48,6 +48,7 @@ def serve(
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json, routine_tasks=PERIODIC_TASKS)
     host, port = host or settings.host, port or settings.port
+    settings = settings.serving_on(host, port)
     # Before the embedded PostgreSQL starts: a second `serve` says so at once, plainly.
     listener = claim_port(host, port)
     with open_runtime(settings) as runtime:
@@ -62,10 +63,12 @@ def serve(
             log_config=None,
             access_log=False,
         )
-        # uvicorn announces its address only when it binds the port itself.
-        where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        # uvicorn announces its address only when it binds the port itself. The one URL to
+        # open is PUBLIC_URL: the bind's own address unless set (behind a proxy).
+        where = settings.public_url
+        bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         structlog.get_logger("mediaplane.cli").info(
-            f"serving on {where}: console at /, OpenAPI at /docs", url=where
+            f"serving on {where}: console at /, OpenAPI at /docs", url=where, bind=bound
         )
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; as an exception here it
         # unwinds `open_runtime`, so the embedded PostgreSQL is stopped, not left running.
