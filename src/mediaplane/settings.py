@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         "Unset: the address it serves on, http://MEDIAPLANE_HOST:MEDIAPLANE_PORT (localhost "
         "for a loopback or wildcard bind).",
     )
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins (https://app.example.com) whose browser pages may "
+        "call the APIs and PUT to local presigned URLs (docs/cors.md). Unset: no CORS.",
+    )
     storage_signing_secret: str | None = Field(
         default=None,
         description="HMAC key of local-disk presigned URLs. Unset: generated in DATA_DIR.",
@@ -195,6 +200,21 @@ class Settings(BaseSettings):
     def _parse_role_claims(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                parts = urlparse(str(origin))
+                exact = f"{parts.scheme}://{parts.netloc}"
+                if parts.scheme not in ("http", "https") or not parts.netloc or exact != origin:
+                    raise ValueError(
+                        f"{origin!r} is not an origin: scheme://host[:port], no path or slash"
+                    )
         return value
 
     @field_validator("database_url")
