@@ -148,6 +148,49 @@ class PhotoStep(StrEnum):
 POLL_SECONDS = 0.5
 
 
+storage_app = typer.Typer(no_args_is_help=True, help="Object storage set-up (S3 mode).")
+app.add_typer(storage_app, name="storage")
+
+
+@storage_app.command("cors")
+def storage_cors(
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Replace the bucket's CORS rules with the ones needed."),
+    ] = False,
+) -> None:
+    """Show the bucket's CORS rules and the ones CORS_ALLOWED_ORIGINS needs; --apply sets them.
+
+    Browser uploads in S3 mode PUT to the bucket itself: it must answer their preflights.
+    """
+    import json
+
+    from mediaplane.storage import S3ObjectStore, build_store
+    from mediaplane.storage.cors import browser_upload_rules
+
+    settings = load_settings()
+    if settings.storage_backend != "s3":
+        console.print(
+            "local disk: this service answers the browser itself (CORS_ALLOWED_ORIGINS); "
+            "bucket CORS is for STORAGE_URL=s3://..."
+        )
+        raise typer.Exit(2)
+    store = build_store(settings)
+    assert isinstance(store, S3ObjectStore)
+    wanted = browser_upload_rules(settings.cors_allowed_origins)
+    if apply:
+        store.put_cors_rules(wanted)
+    current = store.cors_rules()
+    typer.echo(json.dumps({"bucket": store.bucket, "rules": current, "needed": wanted}, indent=2))
+    if not apply and _without_ids(current) != _without_ids(wanted):
+        console.print("the bucket's rules differ from what is needed: run with --apply")
+        raise typer.Exit(1)
+
+
+def _without_ids(rules: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{k: v for k, v in rule.items() if k != "ID"} for rule in rules]
+
+
 @app.command()
 def jobs(
     limit: Annotated[int, typer.Option(help="Failures to list, newest first.")] = 20,
