@@ -151,3 +151,29 @@ def test_no_body_still_means_jpeg(client: TestClient, make_token) -> None:
 
     assert resp.status_code == 200
     assert resp.json()["headers"] == {"Content-Type": "image/jpeg"}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"photo_max_bytes": 50_000}])
+def test_local_disk_answers_bad_puts_at_once_and_keeps_nothing(
+    client: TestClient, make_token
+) -> None:
+    pat = bearer(make_token(aud="media", roles=["photographer"], sub="pat"))
+    project = str(uuid.uuid4())
+    html, big = (ask(client, "/v1/photos/upload-url", pat, {"projectId": project}) for _ in "ab")
+
+    not_image = put_to_presigned(client, html["uploadUrl"], b"<html><script>x</script></html>")
+    too_big = put_to_presigned(client, big["uploadUrl"], factories.jpeg_bytes(800, 800, noise=True))
+
+    assert not_image.status_code == 415
+    assert not_image.json()["code"] == "not_an_image"
+    assert "image/heic" in not_image.json()["detail"]
+    assert too_big.status_code == 413
+    app = client.app
+    for issued in (html, big):
+        assert app.state.store.head(issued["key"]) is None  # type: ignore[attr-defined]
+    view = client.get(f"/v1/photos/{html['photoId']}", headers=pat).json()
+    assert (view["status"], view["failedStep"], view["reason"]) == (
+        "failed",
+        "upload",
+        "not_an_image",
+    )

@@ -71,7 +71,8 @@ def uploaded_photo(client: TestClient, make_token, data: bytes = PHOTO) -> dict:
     body = client.post(
         "/v1/photos/upload-url", json={"projectId": str(uuid.uuid4())}, headers=headers
     ).json()
-    assert put_to_presigned(client, body["uploadUrl"], data).status_code == 200
+    # Local disk answers a non-image 415 at once (and rejects it); S3 takes anything.
+    assert put_to_presigned(client, body["uploadUrl"], data).status_code in (200, 415)
     client.post(f"/v1/photos/{body['photoId']}/complete", headers=headers)
     return body
 

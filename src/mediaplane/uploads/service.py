@@ -341,6 +341,18 @@ def admit_write(session: Session, *, key: str, lock: bool = False) -> int:
     raise NotFound("upload_not_found", "no upload was issued for this key")
 
 
+def refuse_write(
+    session: Session, store: ObjectStore, *, key: str, reason: str, size: int, now: datetime
+) -> PendingUpload | None:
+    """Settle the upload a refused local write was for as `rejected` (`reason`), as `notice`
+    would have once the bytes were stored: the outcome is the same on both backends, only
+    sooner. Nothing of the write is kept (the caller discards it)."""
+    uploads = lock_by_key(session, key=key)
+    if not uploads:
+        return None
+    return _reject(store, uploads[0], reason, now, Signal.STORAGE, size)
+
+
 def undo_late_write(session: Session, store: ObjectStore, *, key: str) -> str | None:
     """A write may have reached `key` after its upload was settled: put back what the newest
     upload of the key allows — its accepted bytes, or nothing (the last accepted picture for
