@@ -100,5 +100,5 @@ def test_a_malformed_origin_setting_fails_naming_it() -> None:
 
     from mediaplane.settings import Settings
 
-    with pytest.raises(ValidationError, match="cors_allowed_origins|not an origin"):
+    with pytest.raises(ValidationError, match="not an origin"):
         Settings(_env_file=None, cors_allowed_origins="https://app.example.com/")  # type: ignore[call-arg]

@@ -17,8 +17,8 @@ from mediaplane.access_log import AccessLog, request_id_of
 from mediaplane.auth import build_verifier
 from mediaplane.consent import ConsentRevoked, Purpose, subscribe
 from mediaplane.consent.routes import router as consent_router
-from mediaplane.cors import Cors
 from mediaplane.console import mount_console
+from mediaplane.cors import Cors
 from mediaplane.db import Database
 from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.service import erase_user

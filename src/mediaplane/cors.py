@@ -40,7 +40,9 @@ ROUTES: Sequence[CorsRoute] = (
     CorsRoute(
         re.compile(r"/v1/.*"), ("GET", "POST", "PUT", "DELETE"), ("Authorization", "Content-Type")
     ),
-    CorsRoute(re.compile(r"/api/images/upload"), ("GET", "POST"), ("Authorization", "Content-Type")),
+    CorsRoute(
+        re.compile(r"/api/images/upload"), ("GET", "POST"), ("Authorization", "Content-Type")
+    ),
     CorsRoute(
         re.compile(r"/_api/admin/images/upload"),
         ("GET", "POST"),
@@ -94,9 +96,7 @@ class Cors:
         }
         await self.app(scope, receive, _labelled(send, cors, vary=True))
 
-    def _preflight(
-        self, origin: str, route: CorsRoute, method: str, headers: Headers
-    ) -> Response:
+    def _preflight(self, origin: str, route: CorsRoute, method: str, headers: Headers) -> Response:
         if origin not in self.allowed_origins:
             return _refused("cors_origin_not_allowed", f"origin {origin} is not allowed")
         if method.upper() not in route.methods:

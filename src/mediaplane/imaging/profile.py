@@ -71,7 +71,11 @@ def cover_crop(source: bytes, size: int) -> pyvips.Image:
     `copy_memory()` it first if it must be read twice).
     """
     return pyvips.Image.thumbnail_source(
-        image_source(source), size, height=size, crop=pyvips.enums.Interesting.CENTRE, no_rotate=True
+        image_source(source),
+        size,
+        height=size,
+        crop=pyvips.enums.Interesting.CENTRE,
+        no_rotate=True,
     )
 
 

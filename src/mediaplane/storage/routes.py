@@ -116,9 +116,7 @@ async def put_object(request: Request, key: str) -> Response:
     return Response(status_code=200, headers={"ETag": writer.etag})
 
 
-async def _refuse_non_image(
-    refuse: Callable[..., None], key: str, head: bytes, size: int
-) -> None:
+async def _refuse_non_image(refuse: Callable[..., None], key: str, head: bytes, size: int) -> None:
     """Local disk has the bytes in hand: a non-image is answered 415 at once (nothing kept),
     and its upload settled `rejected` (`not_an_image`), as it would be once noticed on S3."""
     await anyio.to_thread.run_sync(partial(refuse, key, reason="not_an_image", size=size))

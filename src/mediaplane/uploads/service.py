@@ -16,6 +16,7 @@ back — the accepted bytes, or nothing for a rejected or erased upload — when
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,8 +28,9 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from mediaplane.errors import Conflict, NotFound
-from mediaplane.imaging import ImageLimits, sniff_format
+from mediaplane.imaging import ImageLimits, ImageRejected, sniff_format
 from mediaplane.imaging.formats import SNIFF_BYTES
+from mediaplane.imaging.normalise import normalise_picture
 from mediaplane.storage import ObjectNotFound, ObjectStore
 from mediaplane.uploads.keys import accepted_copy_key, aside_copy_key
 from mediaplane.uploads.models import PendingUpload, UploadKind, UploadStatus
@@ -245,15 +247,26 @@ def notice(
     fmt = sniff_format(_leading_bytes(store, checked))
     if fmt is None or fmt not in limits.formats:
         return Notice(_reject(store, upload, "not_an_image", now, via, info.size), changed=True)
+    content_type = fmt.content_type
     if upload.kind == UploadKind.PROFILE_PICTURE:
+        # Shown to others: normalised once accepted (upright, stripped, ≤ 1024 px, JPEG).
         # The key is reused by every new picture and a presigned PUT overwrites it before we
-        # can look: the picture shown is this copy, replaced only by an accepted successor.
-        store.copy(checked, accepted_copy_key(upload.key), content_type=fmt.content_type)
+        # can look: the picture shown is the accepted copy, replaced only by an accepted
+        # successor; the spec's key gets the same bytes.
+        try:
+            picture = normalise_picture(store.read(checked), limits)
+        except ImageRejected as exc:
+            return Notice(_reject(store, upload, exc.reason, now, via, info.size), changed=True)
+        content_type = picture.content_type
+        accepted = accepted_copy_key(upload.key)
+        store.put(accepted, io.BytesIO(picture.data), content_type=content_type)
+        # A copy answers the ETag (a put does not on S3): late writes are told apart by it.
+        info = store.copy(accepted, upload.key, content_type=content_type)
     upload.status = UploadStatus.UPLOADED
     upload.reason = None
     upload.size = info.size
     upload.etag = info.etag
-    upload.content_type = fmt.content_type
+    upload.content_type = content_type
     upload.completed_at = now
     upload.completed_via = via
     upload.processing_requested_at = now
