@@ -18,11 +18,10 @@ class CamelModel(BaseModel):
 UploadContentType = Literal[
     "image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/avif"
 ]
-CONTENT_TYPE_FIELD = Field(
-    default="image/jpeg",
-    description="The `Content-Type` the PUT will send; the URL is signed for it. The object's "
+CONTENT_TYPE_DESCRIPTION = (
+    "The `Content-Type` the PUT will send; the URL is signed for it. The object's "
     "key keeps the spec's name (`.jpg`) whatever the type; downloads carry the type sniffed "
-    "from the bytes.",
+    "from the bytes."
 )
 
 
@@ -31,7 +30,9 @@ class UploadRequest(CamelModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    content_type: UploadContentType = CONTENT_TYPE_FIELD
+    content_type: UploadContentType = Field(
+        default="image/jpeg", description=CONTENT_TYPE_DESCRIPTION
+    )
 
 
 class PhotoUploadRequest(UploadRequest):
