@@ -28,7 +28,9 @@ UPLOAD_BOTH = """async ({api, photographer, user, png}) => {
         headers: {...auth(photographer), ...json},
         body: JSON.stringify({projectId: crypto.randomUUID(), contentType: 'image/png'}),
     })).json();
-    const put = await fetch(issued.uploadUrl, {method: 'PUT', headers: issued.headers, body: bytes});
+    const put = await fetch(issued.uploadUrl, {
+        method: 'PUT', headers: issued.headers, body: bytes,
+    });
     await fetch(`${api}/v1/photos/${issued.photoId}/complete`, {
         method: 'POST', headers: auth(photographer),
     });

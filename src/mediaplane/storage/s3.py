@@ -271,7 +271,7 @@ class S3ObjectStore:
             return
         self._client.put_bucket_cors(
             Bucket=self.bucket,
-            CORSConfiguration={"CORSRules": rules},
+            CORSConfiguration={"CORSRules": rules},  # type: ignore[typeddict-item]
         )
 
     def ensure_bucket(self) -> None:
