@@ -72,8 +72,7 @@ def test_heic_selfie_and_photos_go_through_the_whole_flow(
     assert original.headers["content-type"] == "image/heic"
 
     view = client.get(f"/v1/photos/{photo['photoId']}", headers=pat).json()
-    assert view["status"] == "processed", view
-    assert view["failedStep"] is None
+    assert view["processing"] == {"status": "processed", "failedStep": None, "reason": None}
     assert set(view["steps"]) == {"thumbnail", "watermark", "faces"}
     assert (view["width"], view["height"]) == (800, 800)
     served = get_presigned(client, view["downloads"]["original"]["url"])
@@ -115,7 +114,7 @@ def test_png_and_webp_photos_with_their_declared_type(
 
     for issued in batch["items"]:
         view = client.get(f"/v1/photos/{issued['photoId']}", headers=pat).json()
-        assert view["status"] == "processed", view
+        assert view["processing"]["status"] == "processed", view
         served = get_presigned(client, view["downloads"]["original"]["url"])
         assert served.headers["content-type"] == content_type
 
@@ -172,8 +171,9 @@ def test_local_disk_answers_bad_puts_at_once_and_keeps_nothing(
     for issued in (html, big):
         assert app.state.store.head(issued["key"]) is None  # type: ignore[attr-defined]
     view = client.get(f"/v1/photos/{html['photoId']}", headers=pat).json()
-    assert (view["status"], view["failedStep"], view["reason"]) == (
-        "failed",
-        "upload",
-        "not_an_image",
-    )
+    assert view["status"] == "rejected"
+    assert view["processing"] == {
+        "status": "failed",
+        "failedStep": "upload",
+        "reason": "not_an_image",
+    }

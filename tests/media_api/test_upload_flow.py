@@ -188,8 +188,9 @@ def test_oversize_and_non_image_uploads_are_rejected_and_deleted(
         assert upload_row(runtime, photo["photoId"]).status == UploadStatus.REJECTED
         assert runtime.store.head(photo["key"]) is None
         view = client.get(f"/v1/photos/{photo['photoId']}", headers=headers).json()
-        assert view["status"] == "failed" and view["failedStep"] == "upload"
-        assert view["downloads"] == {}
+        assert view["status"] == "rejected" and view["downloads"] == {}
+        assert view["processing"]["status"] == "failed"
+        assert view["processing"]["failedStep"] == "upload"
     assert recorder.calls == []
 
 

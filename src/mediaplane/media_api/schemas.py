@@ -89,18 +89,26 @@ class StepView(CamelModel):
     attempts: int
 
 
-class PhotoView(CamelModel):
-    photo_id: uuid.UUID
-    project_id: uuid.UUID
+class ProcessingView(CamelModel):
+    """A photo's one overall outcome, the field a client polls (docs/media-api.md)."""
+
     status: str = Field(
-        description="Overall: pending, uploaded (processing underway), processed (every step "
-        "done), failed (see failedStep and reason), or expired (nothing was uploaded)."
+        description="pending (nothing arrived yet), processing (arrived, steps underway), "
+        "processed (every step done), failed (see failedStep and reason), or expired (the URL "
+        "was never used)."
     )
     failed_step: str | None = Field(
         default=None,
-        description="With status failed: `upload` (the bytes were refused on arrival) or the "
+        description="With failed: `upload` (the bytes were refused on arrival) or the "
         "processing step that failed (thumbnail, watermark, faces).",
     )
+    reason: str | None = None
+
+
+class PhotoView(CamelModel):
+    photo_id: uuid.UUID
+    project_id: uuid.UUID
+    status: str = Field(description="The upload: pending, uploaded, rejected or expired.")
     reason: str | None
     size: int | None
     width: int | None
@@ -111,6 +119,7 @@ class PhotoView(CamelModel):
         description="`original` and each derivative that exists (thumb-400, thumb-800, "
         "watermarked), as presigned GETs."
     )
+    processing: ProcessingView
     steps: dict[str, StepView] = Field(
         default_factory=dict,
         description="Processing steps (thumbnail, watermark, faces): queued, running, done, "

@@ -22,6 +22,7 @@ from mediaplane.media_api.schemas import (
     FaceStatus,
     MyPhoto,
     PhotoView,
+    ProcessingView,
     SelfieView,
     StepView,
 )
@@ -196,13 +197,12 @@ def photo_view(
         for name in photo.derivatives:
             key = storage_keys.derivative_key(photo.project_id, photo.id, name)
             downloads[name] = download(store, settings, key)
-    status, failed_step, reason = overall_status(photo, steps or {})
     return PhotoView(
         photo_id=photo.id,
         project_id=photo.project_id,
-        status=status,
-        failed_step=failed_step,
-        reason=reason,
+        status=photo.status,
+        reason=photo.reason,
+        processing=processing_of(photo, steps or {}),
         size=photo.size,
         width=photo.width,
         height=photo.height,
@@ -213,22 +213,20 @@ def photo_view(
     )
 
 
-def overall_status(
-    photo: PendingUpload, steps: dict[str, StepView]
-) -> tuple[str, str | None, str | None]:
-    """(status, failedStep, reason) of a photo as a client waits for it (docs/media-api.md):
-    an uploaded photo becomes `processed` once every step is done, `failed` as soon as one
-    failed for good; bytes refused on arrival (`rejected`) are `failed` at step `upload`."""
+def processing_of(photo: PendingUpload, steps: dict[str, StepView]) -> ProcessingView:
+    """A photo's overall outcome (docs/media-api.md): `processed` once every step is done,
+    `failed` as soon as one failed for good; bytes refused on arrival (`rejected`) are
+    `failed` at step `upload`."""
     if photo.status == UploadStatus.REJECTED:
-        return "failed", "upload", photo.reason
+        return ProcessingView(status="failed", failed_step="upload", reason=photo.reason)
     if photo.status != UploadStatus.UPLOADED:
-        return photo.status, None, photo.reason
+        return ProcessingView(status=photo.status, reason=photo.reason)
     for name, step in steps.items():
         if step.status == StepStatus.FAILED:
-            return "failed", name, step.reason
+            return ProcessingView(status="failed", failed_step=name, reason=step.reason)
     if steps and all(step.status == StepStatus.DONE for step in steps.values()):
-        return "processed", None, None
-    return photo.status, None, None
+        return ProcessingView(status="processed")
+    return ProcessingView(status="processing")
 
 
 def selfie_view(
