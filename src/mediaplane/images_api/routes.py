@@ -224,7 +224,8 @@ def _issue(request: Request, metadata: UploadMetadata) -> UploadURLResult:
 
 # GET as well as POST on both issuing endpoints: Authgear's docs describe
 # `GET /_api/admin/images/upload`, and its portal issues with GET.
-@router.api_route("/api/images/upload", methods=["GET", "POST"], response_model=UploadURLResult)
+@router.get("/api/images/upload", response_model=UploadURLResult)
+@router.post("/api/images/upload", response_model=UploadURLResult)
 def issue_user_upload_url(
     request: Request, principal: Principal = Depends(require_principal(AUDIENCE_MEDIA))
 ) -> UploadURLResult:
@@ -237,9 +238,8 @@ def issue_user_upload_url(
     return _issue(request, UploadMetadata(uploaded_by="user", user_id=principal.subject))
 
 
-@router.api_route(
-    "/_api/admin/images/upload", methods=["GET", "POST"], response_model=UploadURLResult
-)
+@router.get("/_api/admin/images/upload", response_model=UploadURLResult)
+@router.post("/_api/admin/images/upload", response_model=UploadURLResult)
 def issue_admin_upload_url(
     request: Request,
     body: AdminUploadRequest | None = None,
