@@ -169,7 +169,8 @@ def test_the_server_logs_one_json_access_line_per_request(serving: tuple[int, Pa
     assert served[-1]["request_id"] == "curl-1"
     assert "abcdef0123" not in log.read_text()
     assert not [line for line in lines if line.get("logger") == "uvicorn.access"]
-    assert any(line["event"].startswith(f"serving on http://127.0.0.1:{port}") for line in lines)
+    # The one URL to open: PUBLIC_URL, by default the bind's address (loopback: localhost).
+    assert any(line["event"].startswith(f"serving on http://localhost:{port}") for line in lines)
 
 
 def test_a_second_serve_on_the_same_port_says_so_plainly(

@@ -168,3 +168,31 @@ def test_serve_migrates_an_empty_database_and_no_worker_leaves_jobs_queued(
     for name in ("thumb-400", "thumb-800", "watermarked"):
         for photo_id in (photo, other):
             assert list(Path(settings.local_storage_root).rglob(f"{photo_id}/{name}.jpg")), name
+
+
+def test_with_only_the_port_set_upload_urls_and_the_log_point_at_it(
+    settings: Settings, database_url: str
+) -> None:
+    (port,) = free_ports(1)
+    env = worker_env(
+        settings, MEDIAPLANE_PORT=str(port), MEDIAPLANE_HOST="127.0.0.1", LOG_LEVEL="info"
+    )
+    env.pop("PUBLIC_URL")
+    # The log goes to stdout: gathered into stderr, which `Server.stop` returns.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mediaplane.cli", "serve", "--no-worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    process.stderr = process.stdout
+    server = Server.__new__(Server)
+    server.process, server.port, server.base_url = process, port, f"http://localhost:{port}"
+    try:
+        server.wait_ready()
+        token = mint_dev_token(settings, subject="pat", audience="media", roles=["photographer"])
+        photo = upload(server.base_url, token)  # PUTs to the issued URL: it must reach us
+        assert photo
+    finally:
+        log = server.stop()
+    assert f"serving on http://localhost:{port}" in log

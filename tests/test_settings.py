@@ -105,3 +105,19 @@ def test_problems_never_echo_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert shown_value("JWT_HS256_SECRET", "s3cr3t") == ""
     assert shown_value("IMAGES_SIGNING_KEY", "k") == ""
+
+
+def test_public_url_follows_the_port_and_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PUBLIC_URL", raising=False)
+    monkeypatch.setenv("MEDIAPLANE_PORT", "3013")
+    assert Settings(_env_file=None).public_url == "http://localhost:3013"  # type: ignore[call-arg]
+    monkeypatch.setenv("MEDIAPLANE_HOST", "0.0.0.0")
+    assert Settings(_env_file=None).public_url == "http://localhost:3013"  # type: ignore[call-arg]
+    monkeypatch.setenv("MEDIAPLANE_HOST", "192.0.2.7")
+    assert Settings(_env_file=None).public_url == "http://192.0.2.7:3013"  # type: ignore[call-arg]
+    # `serve --host/--port` moves it too, unless PUBLIC_URL was set (a proxy in front).
+    moved = Settings(_env_file=None).serving_on("127.0.0.1", 4000)  # type: ignore[call-arg]
+    assert moved.public_url == "http://localhost:4000"
+    monkeypatch.setenv("PUBLIC_URL", "https://media.example.com")
+    kept = Settings(_env_file=None).serving_on("127.0.0.1", 4000)  # type: ignore[call-arg]
+    assert kept.public_url == "https://media.example.com"

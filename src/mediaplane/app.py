@@ -21,6 +21,7 @@ from mediaplane.consent import ConsentRevoked, Purpose, subscribe
 from mediaplane.consent.routes import audit_router as consent_audit_router
 from mediaplane.consent.routes import router as consent_router
 from mediaplane.console import mount_console
+from mediaplane.cors import Cors
 from mediaplane.db import Database
 from mediaplane.errors import MediaplaneError
 from mediaplane.faces.index import FaceIndex, build_index
@@ -117,6 +118,8 @@ def create_app(
     # Local disk: a presigned PUT writes only while its upload is unsettled (storage.routes).
     app.state.object_write_gate = tracker
 
+    # Inside the access log (added first = innermost): preflights are logged too.
+    app.add_middleware(Cors, allowed_origins=settings.cors_allowed_origins)
     app.add_middleware(AccessLog)
     app.include_router(images_router)
     app.include_router(storage_router)

@@ -51,6 +51,7 @@ def serve(
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json, routine_tasks=PERIODIC_TASKS)
     host, port = host or settings.host, port or settings.port
+    settings = settings.serving_on(host, port)
     # Before the embedded PostgreSQL starts: a second `serve` says so at once, plainly.
     listener = claim_port(host, port)
     with open_runtime(settings) as runtime:
@@ -66,10 +67,12 @@ def serve(
             log_config=None,
             access_log=False,
         )
-        # uvicorn announces its address only when it binds the port itself.
-        where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        # uvicorn announces its address only when it binds the port itself. The one URL to
+        # open is PUBLIC_URL: the bind's own address unless set (behind a proxy).
+        where = settings.public_url
+        bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         structlog.get_logger("mediaplane.cli").info(
-            f"serving on {where}: console at /, OpenAPI at /docs", url=where
+            f"serving on {where}: console at /, OpenAPI at /docs", url=where, bind=bound
         )
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; as an exception here it
         # unwinds `open_runtime`, so the embedded PostgreSQL is stopped, not left running.
@@ -155,6 +158,49 @@ class PhotoStep(StrEnum):
 # How often `reprocess --wait` reads the steps table: cheap (one indexed count), and quick
 # enough that the bar moves with the work.
 POLL_SECONDS = 0.5
+
+
+storage_app = typer.Typer(no_args_is_help=True, help="Object storage set-up (S3 mode).")
+app.add_typer(storage_app, name="storage")
+
+
+@storage_app.command("cors")
+def storage_cors(
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Replace the bucket's CORS rules with the ones needed."),
+    ] = False,
+) -> None:
+    """Show the bucket's CORS rules and the ones CORS_ALLOWED_ORIGINS needs; --apply sets them.
+
+    Browser uploads in S3 mode PUT to the bucket itself: it must answer their preflights.
+    """
+    import json
+
+    from mediaplane.storage import S3ObjectStore, build_store
+    from mediaplane.storage.cors import browser_upload_rules
+
+    settings = load_settings()
+    if settings.storage_backend != "s3":
+        console.print(
+            "local disk: this service answers the browser itself (CORS_ALLOWED_ORIGINS); "
+            "bucket CORS is for STORAGE_URL=s3://..."
+        )
+        raise typer.Exit(2)
+    store = build_store(settings)
+    assert isinstance(store, S3ObjectStore)
+    wanted = browser_upload_rules(settings.cors_allowed_origins)
+    if apply:
+        store.put_cors_rules(wanted)
+    current = store.cors_rules()
+    typer.echo(json.dumps({"bucket": store.bucket, "rules": current, "needed": wanted}, indent=2))
+    if not apply and _without_ids(current) != _without_ids(wanted):
+        console.print("the bucket's rules differ from what is needed: run with --apply")
+        raise typer.Exit(1)
+
+
+def _without_ids(rules: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{k: v for k, v in rule.items() if k != "ID"} for rule in rules]
 
 
 @app.command()

@@ -19,6 +19,7 @@ class ErrorKind(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     TOO_LARGE = "too_large"
+    UNSUPPORTED_TYPE = "unsupported_type"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
 
@@ -65,6 +66,12 @@ class Conflict(MediaplaneError):
 
 class PayloadTooLarge(MediaplaneError):
     kind = ErrorKind.TOO_LARGE
+
+
+class UnsupportedMediaType(MediaplaneError):
+    """The bytes are not of a type the route takes (a 415)."""
+
+    kind = ErrorKind.UNSUPPORTED_TYPE
 
 
 class RateLimited(MediaplaneError):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
+
+    _public_url_derived: bool = PrivateAttr(default=False)
 
     # --- where things live -------------------------------------------------------------------
     data_dir: Path = Field(
@@ -53,8 +55,15 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("MEDIAPLANE_HOST", "host"))
     port: int = Field(default=3003, validation_alias=AliasChoices("MEDIAPLANE_PORT", "port"))
     public_url: str = Field(
-        default="http://localhost:3003",
-        description="Base URL clients reach this service at; local-disk presigned URLs use it.",
+        default="",
+        description="Base URL clients reach this service at; local-disk presigned URLs use it. "
+        "Unset: the address it serves on, http://MEDIAPLANE_HOST:MEDIAPLANE_PORT (localhost "
+        "for a loopback or wildcard bind).",
+    )
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins (https://app.example.com) whose browser pages may "
+        "call the APIs and PUT to local presigned URLs (docs/cors.md). Unset: no CORS.",
     )
     storage_signing_secret: str | None = Field(
         default=None,
@@ -252,6 +261,21 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                parts = urlparse(str(origin))
+                exact = f"{parts.scheme}://{parts.netloc}"
+                if parts.scheme not in ("http", "https") or not parts.netloc or exact != origin:
+                    raise ValueError(
+                        f"{origin!r} is not an origin: scheme://host[:port], no path or slash"
+                    )
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -290,6 +314,20 @@ class Settings(BaseSettings):
             )
         return self
 
+    def _default_public_url(self) -> Settings:
+        if not self.public_url:
+            self._public_url_derived = True
+            self.public_url = serving_url(self.host, self.port)
+        return self
+
+    def serving_on(self, host: str, port: int) -> Settings:
+        """These settings for a server bound to host:port (`serve --host/--port`): PUBLIC_URL
+        follows the bind unless it was set."""
+        public_url = "" if self._public_url_derived else self.public_url
+        return self.model_copy(
+            update={"host": host, "port": port, "public_url": public_url or serving_url(host, port)}
+        )
+
     @property
     def match_threshold(self) -> float:
         """FACE_MATCH_THRESHOLD, or the default of the engine: similarity scales differ."""
@@ -326,6 +364,17 @@ class Settings(BaseSettings):
     @property
     def s3_bucket(self) -> str:
         return urlparse(self.storage_url or "").netloc
+
+
+# Binds that are not an address a client can open: it reaches them through localhost.
+_LOCAL_BINDS = {"0.0.0.0", "::", "", "127.0.0.1", "::1", "localhost"}
+
+
+def serving_url(host: str, port: int) -> str:
+    """The URL a client on this machine opens to reach a server bound to host:port."""
+    if host in _LOCAL_BINDS:
+        return f"http://localhost:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @lru_cache(maxsize=1)

@@ -500,6 +500,12 @@ def test_an_image_over_5_mb_is_shrunk_and_reencoded_before_it_is_sent(
         pytest.param(lambda: factories.jpeg_bytes(5000, 3200), (4841, 3098), id="16-MP-jpeg"),
         pytest.param(lambda: factories.webp_bytes(640, 480), (640, 480), id="webp"),
         pytest.param(lambda: factories.png_bytes(640, 480, alpha=True), (640, 480), id="png-alpha"),
+        # An iPhone HEIC, stored turned with an `irot` box: sent upright.
+        pytest.param(
+            lambda: (FACES.parent / "heic" / "landscape-irot.heic").read_bytes(),
+            (320, 213),
+            id="heic",
+        ),
     ],
 )
 def test_what_rekognition_cannot_take_is_sent_as_a_jpeg_within_15_mp(

@@ -103,3 +103,33 @@ def test_app_id_comes_from_the_host(app, make_token) -> None:
     elsewhere = TestClient(app, base_url="http://testserver")
     url = elsewhere.post("/api/images/upload", headers=token).json()["result"]["upload_url"]
     assert urlsplit(url).path.startswith("/_images/app/")
+
+
+def test_the_url_is_answered_under_both_keys(client: TestClient, make_token) -> None:
+    # Upstream Authgear's handler answers `url`; the seed spec says `upload_url`.
+    token = bearer(make_token(aud="media", roles=["user"], sub="user-1"))
+    result = client.post("/api/images/upload", headers=token).json()["result"]
+    assert result["url"] == result["upload_url"]
+
+    data = (FIXTURES / "faces" / "obama_1.jpg").read_bytes()
+    uploaded = client.post(result["url"], files={"file": ("me.jpg", data, "image/jpeg")})
+    stored = uploaded.json()["result"]
+    assert stored["url"] == stored["upload_url"]
+    assert stored["url"].startswith("authgearimages:///app/")
+
+
+def test_both_issuing_endpoints_take_get(client: TestClient, make_token) -> None:
+    user = bearer(make_token(aud="media", roles=["user"], sub="user-9"))
+    operator = bearer(make_token(aud="backoffice", roles=["operator"]))
+
+    mine = client.get("/api/images/upload", headers=user)
+    for_user = client.get("/_api/admin/images/upload?user_id=u-8", headers=operator)
+    missing = client.get("/_api/admin/images/upload", headers=operator)
+
+    assert mine.status_code == 200, mine.text
+    assert metadata_of(mine.json()["result"]["url"]) == {"uploaded_by": "user", "user_id": "user-9"}
+    assert for_user.status_code == 200, for_user.text
+    assert metadata_of(for_user.json()["result"]["url"])["user_id"] == "u-8"
+    assert missing.status_code == 400
+    assert missing.json()["error"]["reason"] == "ValidationFailed"
+    assert client.get("/api/images/upload").status_code == 401

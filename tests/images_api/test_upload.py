@@ -34,7 +34,8 @@ def test_upload_stores_object_and_row(client: TestClient, app, runtime: Runtime)
     url = signed_upload_url(app, "app", "obj1")
     resp = client.post(url, files={"file": ("me.jpg", data, "image/jpeg")})
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"result": {"upload_url": "authgearimages:///app/obj1"}}
+    url = "authgearimages:///app/obj1"
+    assert resp.json() == {"result": {"upload_url": url, "url": url}}
     (row,) = rows(runtime)
     assert (row.app_id, row.object_id, row.size) == ("app", "obj1", len(data))
     assert row.metadata_ == {"uploaded_by": "user", "user_id": "user-1"}

@@ -169,7 +169,7 @@ def test_file_too_large_is_checked_before_the_format() -> None:
         (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00mif1miaf", ImageFormat.AVIF),
         # AVIF announced only among the compatible brands:
         (b"\x00\x00\x00\x20ftypmif1\x00\x00\x00\x00mif1miafMA1Bavif", ImageFormat.AVIF),
-        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", None),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", ImageFormat.HEIC),
         (b"<html><img src=x onerror=alert(1)>", None),
         (b"<svg xmlns='http://www.w3.org/2000/svg'/>", None),
         (b"\xff\xd8", None),
@@ -191,13 +191,12 @@ def test_sniff_bytes_suffice_for_real_files() -> None:
         assert sniff_format(make(32, 32)[:SNIFF_BYTES]) is fmt
 
 
-def test_heic_is_refused_by_name() -> None:
+def test_a_heic_header_without_an_image_is_corrupt_not_a_crash() -> None:
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
 
     error = rejection(heic)
 
-    assert error.reason == "unsupported_format"
-    assert "HEIC" in error.message
+    assert error.reason == "corrupt_image"
 
 
 def test_untrusted_libvips_loaders_are_blocked() -> None:
@@ -216,4 +215,5 @@ def test_format_content_types_and_extensions() -> None:
         ("image/webp", ".webp"),
         ("image/gif", ".gif"),
         ("image/avif", ".avif"),
+        ("image/heic", ".heic"),
     ]

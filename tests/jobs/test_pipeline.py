@@ -92,6 +92,15 @@ def test_refused_inputs_fail_their_steps_and_the_queue_goes_on(client, app, phot
         "rejected",
         "not_an_image",
     )
+    assert view(text_as_jpg)["processing"] == {
+        "status": "failed",
+        "failedStep": "upload",
+        "reason": "not_an_image",
+    }
+    assert view(good)["processing"]["status"] == "processed"
+    failed = view(corrupt)["processing"]
+    assert failed["status"] == "failed" and failed["failedStep"] in ("thumbnail", "watermark")
+    assert failed["reason"].startswith("corrupt_image")
     assert view(text_as_jpg)["steps"] == {}
     assert {s["status"] for s in view(good)["steps"].values()} == {"done"}
 

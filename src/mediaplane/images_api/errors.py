@@ -26,6 +26,7 @@ NAME_BY_KIND = {
     ErrorKind.NOT_FOUND: "NotFound",
     ErrorKind.CONFLICT: "AlreadyExists",
     ErrorKind.TOO_LARGE: "RequestEntityTooLarge",
+    ErrorKind.UNSUPPORTED_TYPE: "UnsupportedMediaType",
     ErrorKind.RATE_LIMITED: "TooManyRequest",
     ErrorKind.UNAVAILABLE: "ServiceUnavailable",
 }

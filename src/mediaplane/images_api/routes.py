@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -106,7 +107,7 @@ async def upload(app_id: str, object_id: str, request: Request) -> UploadURLResu
                 )
 
         await run_in_threadpool(create)
-    return UploadURLResult.model_validate({"result": {"upload_url": ref.images_url}})
+    return UploadURLResult.of(ref.images_url)
 
 
 @router.get("/_images/{app_id}/{object_id}/{option}", response_model=None)
@@ -231,9 +232,12 @@ def _issue(request: Request, metadata: UploadMetadata) -> UploadURLResult:
         now=datetime.now(UTC),
         expires_in=settings.images_upload_url_ttl_seconds,
     )
-    return UploadURLResult.model_validate({"result": {"upload_url": url}})
+    return UploadURLResult.of(url)
 
 
+# GET as well as POST on both issuing endpoints: Authgear's docs describe
+# `GET /_api/admin/images/upload`, and its portal issues with GET.
+@router.get("/api/images/upload", response_model=UploadURLResult)
 @router.post("/api/images/upload", response_model=UploadURLResult)
 def issue_user_upload_url(
     request: Request, principal: Principal = Depends(require_principal(AUDIENCE_MEDIA))
@@ -247,11 +251,17 @@ def issue_user_upload_url(
     return _issue(request, UploadMetadata(uploaded_by="user", user_id=principal.subject))
 
 
+@router.get("/_api/admin/images/upload", response_model=UploadURLResult)
 @router.post("/_api/admin/images/upload", response_model=UploadURLResult)
 def issue_admin_upload_url(
-    body: AdminUploadRequest,
     request: Request,
+    body: AdminUploadRequest | None = None,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     principal: Principal = Depends(require_principal(AUDIENCE_BACKOFFICE, roles=["operator"])),
 ) -> UploadURLResult:
-    """A signed upload URL on behalf of `user_id`, for operators (Admin API)."""
-    return _issue(request, UploadMetadata(uploaded_by="admin_api", user_id=body.user_id))
+    """A signed upload URL on behalf of `user_id` (JSON body, or `?user_id=` with GET), for
+    operators (Admin API)."""
+    target = body.user_id if body is not None else user_id
+    if target is None:
+        raise InvalidInput("validation_failed", "user_id is required (JSON body or ?user_id=)")
+    return _issue(request, UploadMetadata(uploaded_by="admin_api", user_id=target))

@@ -45,8 +45,16 @@ class AdminUploadRequest(BaseModel):
 
 
 class UploadURL(BaseModel):
+    """The URL under both names: the seed spec's `upload_url`, and `url`, the key upstream
+    Authgear's own upload handler answers (its clients read that one)."""
+
     upload_url: str
+    url: str
 
 
 class UploadURLResult(BaseModel):
     result: UploadURL
+
+    @classmethod
+    def of(cls, url: str) -> UploadURLResult:
+        return cls(result=UploadURL(upload_url=url, url=url))

@@ -5,8 +5,10 @@ under a type we never checked lets an HTML or SVG file ride as an "image" (store
 lets a format we never meant to decode reach a decoder. The magic bytes are what the decoder
 itself will look at, so they are what we trust.
 
-AVIF is accepted because the libvips here (pyvips-binary 8.18) decodes it. HEIC is recognised but
-refused: originals are served back as uploaded, and browsers other than Safari cannot show HEIC.
+AVIF is accepted because the libvips here (pyvips-binary 8.18) decodes it. HEIC (HEVC-coded
+HEIF, what iPhones shoot) is accepted and decoded by libheif from pillow-heif (`heif.py`): the
+original is served as uploaded, labelled `image/heic`, and every rendition (`profile`,
+thumbnails, watermark) is a JPEG any browser shows.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class ImageFormat(StrEnum):
     WEBP = "webp"
     GIF = "gif"
     AVIF = "avif"
+    HEIC = "heic"
 
     @property
     def content_type(self) -> str:
@@ -46,15 +49,16 @@ def sniff_format(head: bytes) -> ImageFormat | None:
         return ImageFormat.WEBP
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return ImageFormat.GIF
-    if _ftyp_brands(head) & {b"avif", b"avis"}:
+    brands = _ftyp_brands(head)
+    if brands & {b"avif", b"avis"}:
         return ImageFormat.AVIF
+    if brands & _HEIF_BRANDS:
+        return ImageFormat.HEIC
     return None
 
 
 def sniff_unsupported(head: bytes) -> str | None:
     """The name of a known image format we refuse (to say so instead of "not an image")."""
-    if _ftyp_brands(head) & _HEIF_BRANDS:
-        return "HEIC"
     if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
         return "BMP"
     for magic, name in _REFUSED_MAGIC:

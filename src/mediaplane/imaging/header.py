@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pyvips
 
+from mediaplane.imaging import heif
+from mediaplane.imaging.formats import SNIFF_BYTES, ImageFormat, sniff_format
+
 # EXIF orientations 5–8 turn the picture a quarter: its upright width is its stored height.
 _QUARTER_TURNS = {5, 6, 7, 8}
 
@@ -18,4 +21,6 @@ def upright_size(header: pyvips.Image) -> tuple[int, int]:
 
 def upright_size_of(data: bytes) -> tuple[int, int]:
     """`upright_size` of encoded bytes (reads the header only)."""
+    if sniff_format(data[:SNIFF_BYTES]) is ImageFormat.HEIC:
+        return heif.header_size(data)  # libheif applies irot/imir: already upright
     return upright_size(pyvips.Image.new_from_buffer(data, "", access="sequential"))

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pyvips
 
+from mediaplane.imaging import heif
 from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.cover import COVER_PREFIX_BYTES, check_data_covers
 from mediaplane.imaging.errors import corrupt_image, premature_end
-from mediaplane.imaging.formats import SNIFF_BYTES, ImageFormat
+from mediaplane.imaging.formats import SNIFF_BYTES, ImageFormat, sniff_format
 from mediaplane.imaging.limits import ImageLimits
 
 # The libvips loader each accepted format must be decoded by. libvips picks a loader from the
@@ -36,6 +37,8 @@ _LOADERS = {
     ImageFormat.WEBP: "webpload",
     ImageFormat.GIF: "gifload",
     ImageFormat.AVIF: "heifload",
+    # Decoded by libheif (pillow-heif) into a TIFF libvips reads: see heif.py.
+    ImageFormat.HEIC: heif.DECODED_LOADER,
 }
 
 # Loader option of the verifying decode: fail on a truncated file (libvips' default is to
@@ -87,6 +90,9 @@ def open_checked(
     size = source.stat().st_size if isinstance(source, Path) else len(source)
     limits.check_size(size)
     fmt = limits.check_format(_head(source))
+    if fmt is ImageFormat.HEIC:
+        # No pixel decode before the pixel limit: libheif reads the size from the header.
+        limits.check_pixels(*heif.header_size(source))
     with libvips_errors():
         header = pyvips.Image.new_from_source(image_source(source), "", access="sequential")
         loader = header.get("vips-loader")
@@ -154,6 +160,8 @@ def image_source(source: bytes | Path) -> pyvips.Source:
     # A Source, not `new_from_file(str(path))`: libvips parses `name.jpg[shrink=8]` in file
     # names as loader options, a Source takes the path literally. A fresh Source per load, as
     # each load reads it from the start.
+    if sniff_format(_head(source)) is ImageFormat.HEIC:
+        return pyvips.Source.new_from_memory(heif.decoded_tiff(source))
     if isinstance(source, Path):
         return pyvips.Source.new_from_file(str(source))
     return pyvips.Source.new_from_memory(source)

@@ -25,7 +25,7 @@ import pyvips
 
 from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.header import upright_size
-from mediaplane.imaging.inspect import libvips_errors, open_checked
+from mediaplane.imaging.inspect import image_source, libvips_errors, open_checked
 from mediaplane.imaging.limits import ImageLimits
 
 PROFILE_SIZE = 240
@@ -92,15 +92,16 @@ def attention_crop(source: bytes, size: int) -> pyvips.Image:
     """A `size`×`size` square filling the frame where libvips' `attention` strategy looks
     (edges, saturation, skin tones), on the upright picture.
 
-    `thumbnail_buffer` shrinks while it decodes (a JPEG at 1/2, 1/4 or 1/8 scale), so a 12 MP
+    `thumbnail_source` shrinks while it decodes (a JPEG at 1/2, 1/4 or 1/8 scale), so a 12 MP
     photo never sits in memory at full size, and applies the EXIF orientation first: the
-    attention crop must see the picture as people do.
+    attention crop must see the picture as people do. `image_source` gives libvips what it can
+    read (a HEIC is decoded by libheif first, see imaging/heif.py).
 
     TRAP: the result is lazy and streams from `source` as it is consumed: encode it once (or
     `copy_memory()` it first if it must be read twice).
     """
-    return pyvips.Image.thumbnail_buffer(
-        source, size, height=size, crop=pyvips.enums.Interesting.ATTENTION
+    return pyvips.Image.thumbnail_source(
+        image_source(source), size, height=size, crop=pyvips.enums.Interesting.ATTENTION
     )
 
 
@@ -127,7 +128,9 @@ def face_crop(source: bytes, upright: tuple[int, int], face: Region, size: int) 
     # Shrink-on-load: the whole picture at a scale where the square is >= size pixels.
     scale = min(1.0, size / side)
     target = max(1, math.ceil(max(width, height) * scale))
-    image = pyvips.Image.thumbnail_buffer(source, target, height=target, size="down")
+    image = pyvips.Image.thumbnail_source(
+        image_source(source), target, height=target, size=pyvips.enums.Size.DOWN
+    )
     sx, sy = image.width / width, image.height / height
     cx, cy = round(x * sx), round(y * sy)
     cside = max(1, min(round(side * sx), image.width - cx, image.height - cy))

@@ -31,6 +31,7 @@ from mediaplane.media_api.schemas import (
     SelfieUploadURL,
     SelfieView,
     StorageEventsResult,
+    UploadRequest,
 )
 from mediaplane.media_api.storage_events import created_keys, parse_body
 from mediaplane.projects import service as projects
@@ -76,17 +77,26 @@ def photo_reader(principal: Principal = Depends(_photographer_or_operator)) -> P
 
 @router.post("/selfie/upload-url", status_code=201, response_model=SelfieUploadURL)
 def selfie_upload_url(
-    request: Request, principal: Principal = Depends(consenting_user)
+    request: Request,
+    body: UploadRequest | None = None,
+    principal: Principal = Depends(consenting_user),
 ) -> SelfieUploadURL:
     """A presigned PUT for the user's selfie; needs active biometric_processing consent."""
     settings, db, store = _deps(request)
+    content_type = (body or UploadRequest()).content_type
     with db.transaction() as session:
         upload, url = service.create_selfie_upload(
-            session, store, settings, user_id=principal.subject, now=datetime.now(UTC)
+            session,
+            store,
+            settings,
+            user_id=principal.subject,
+            now=datetime.now(UTC),
+            content_type=content_type,
         )
     return SelfieUploadURL(
         selfie_id=upload.id,
         upload_url=url,
+        headers=_put_headers(content_type),
         key=upload.key,
         expires_in_seconds=settings.upload_url_ttl_seconds,
     )
@@ -118,10 +128,12 @@ def _photo_upload_url(
             photographer_id=principal.subject,
             project_id=body.project_id,
             now=datetime.now(UTC),
+            content_type=body.content_type,
         )
     return PhotoUploadURL(
         photo_id=upload.id,
         upload_url=url,
+        headers=_put_headers(body.content_type),
         key=upload.key,
         expires_in_seconds=settings.upload_url_ttl_seconds,
     )
@@ -156,12 +168,18 @@ def photo_upload_urls(
             project_id=body.project_id,
             count=body.count,
             now=datetime.now(UTC),
+            content_type=body.content_type,
         )
     ttl = settings.upload_url_ttl_seconds
+    headers = _put_headers(body.content_type)
     return PhotoUploadURLs(
         items=[
             PhotoUploadURL(
-                photo_id=upload.id, upload_url=url, key=upload.key, expires_in_seconds=ttl
+                photo_id=upload.id,
+                upload_url=url,
+                headers=headers,
+                key=upload.key,
+                expires_in_seconds=ttl,
             )
             for upload, url in issued
         ]
@@ -180,15 +198,30 @@ def backoffice_photo_upload_url(
 
 @router.post("/operators/me/profile-picture/upload-url", response_model=ProfilePictureUploadURL)
 def profile_picture_upload_url(
-    request: Request, principal: Principal = Depends(operator)
+    request: Request,
+    body: UploadRequest | None = None,
+    principal: Principal = Depends(operator),
 ) -> ProfilePictureUploadURL:
     """A presigned PUT for the operator's profile picture, and its permanent `fileUrl`."""
     settings, db, store = _deps(request)
+    content_type = (body or UploadRequest()).content_type
     with db.transaction() as session:
         _, url, file_url = service.create_profile_picture_upload(
-            session, store, settings, operator_id=principal.subject, now=datetime.now(UTC)
+            session,
+            store,
+            settings,
+            operator_id=principal.subject,
+            now=datetime.now(UTC),
+            content_type=content_type,
         )
-    return ProfilePictureUploadURL(upload_url=url, file_url=file_url)
+    return ProfilePictureUploadURL(
+        upload_url=url, headers=_put_headers(content_type), file_url=file_url
+    )
+
+
+def _put_headers(content_type: str) -> dict[str, str]:
+    # The URL is signed for this type: a PUT with another `Content-Type` (or none) gets 403.
+    return {"Content-Type": content_type}
 
 
 # --- noticing uploads -------------------------------------------------------------------------

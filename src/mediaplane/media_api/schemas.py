@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -13,9 +14,28 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class PhotoUploadRequest(CamelModel):
+# The types an upload URL can be signed for (`uploads.service.UPLOAD_CONTENT_TYPES`).
+UploadContentType = Literal[
+    "image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/avif"
+]
+CONTENT_TYPE_DESCRIPTION = (
+    "The `Content-Type` the PUT will send; the URL is signed for it. The object's "
+    "key keeps the spec's name (`.jpg`) whatever the type; downloads carry the type sniffed "
+    "from the bytes."
+)
+
+
+class UploadRequest(CamelModel):
+    """Optional body of the selfie and profile-picture upload-url requests."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+    content_type: UploadContentType = Field(
+        default="image/jpeg", description=CONTENT_TYPE_DESCRIPTION
+    )
+
+
+class PhotoUploadRequest(UploadRequest):
     project_id: uuid.UUID
 
 
@@ -23,9 +43,15 @@ class PhotoBatchRequest(PhotoUploadRequest):
     count: int = Field(ge=1, le=100, description="How many upload URLs to issue (1-100).")
 
 
+HEADERS_FIELD = Field(
+    description='What the PUT to `uploadUrl` must send: `{"Content-Type": ...}`, the signed type.'
+)
+
+
 class SelfieUploadURL(CamelModel):
     selfie_id: uuid.UUID
     upload_url: str
+    headers: dict[str, str] = HEADERS_FIELD
     key: str
     expires_in_seconds: int
 
@@ -33,6 +59,7 @@ class SelfieUploadURL(CamelModel):
 class PhotoUploadURL(CamelModel):
     photo_id: uuid.UUID
     upload_url: str
+    headers: dict[str, str] = HEADERS_FIELD
     key: str
     expires_in_seconds: int
 
@@ -45,6 +72,7 @@ class PhotoUploadURLs(CamelModel):
 
 class ProfilePictureUploadURL(CamelModel):
     upload_url: str
+    headers: dict[str, str] = HEADERS_FIELD
     file_url: str
 
 
@@ -76,10 +104,26 @@ class PhotoFaceView(CamelModel):
     box: FaceBox
 
 
+class ProcessingView(CamelModel):
+    """A photo's one overall outcome, the field a client polls (docs/media-api.md)."""
+
+    status: str = Field(
+        description="pending (nothing arrived yet), processing (arrived, steps underway), "
+        "processed (every step done), failed (see failedStep and reason), or expired (the URL "
+        "was never used)."
+    )
+    failed_step: str | None = Field(
+        default=None,
+        description="With failed: `upload` (the bytes were refused on arrival) or the "
+        "processing step that failed (thumbnail, watermark, faces).",
+    )
+    reason: str | None = None
+
+
 class PhotoView(CamelModel):
     photo_id: uuid.UUID
     project_id: uuid.UUID
-    status: str
+    status: str = Field(description="The upload: pending, uploaded, rejected or expired.")
     reason: str | None
     size: int | None
     width: int | None
@@ -90,6 +134,7 @@ class PhotoView(CamelModel):
         description="`original` and each derivative that exists (thumb-400, thumb-800, "
         "watermarked), as presigned GETs."
     )
+    processing: ProcessingView
     steps: dict[str, StepView] = Field(
         default_factory=dict,
         description="Processing steps (thumbnail, watermark, faces): queued, running, done, "

@@ -24,6 +24,7 @@ from mediaplane.media_api.schemas import (
     MyPhoto,
     PhotoFaceView,
     PhotoView,
+    ProcessingView,
     SelfieView,
     StepView,
 )
@@ -35,7 +36,13 @@ from mediaplane.uploads import service as uploads
 
 
 def create_selfie_upload(
-    session: Session, store: ObjectStore, settings: Settings, *, user_id: str, now: datetime
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    user_id: str,
+    now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str]:
     return uploads.create(
         session,
@@ -47,6 +54,7 @@ def create_selfie_upload(
         ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
+        content_type=content_type,
     )
 
 
@@ -58,6 +66,7 @@ def create_photo_upload(
     photographer_id: str,
     project_id: uuid.UUID,
     now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str]:
     photo_id = uuid.uuid4()
     return uploads.create(
@@ -73,6 +82,7 @@ def create_photo_upload(
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
         fresh_key=True,
+        content_type=content_type,
     )
 
 
@@ -85,6 +95,7 @@ def create_photo_uploads(
     project_id: uuid.UUID,
     count: int,
     now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> list[tuple[PendingUpload, str]]:
     """`count` photo uploads at once: one INSERT, one transaction (the batch endpoint)."""
     ids = [uuid.uuid4() for _ in range(count)]
@@ -102,11 +113,18 @@ def create_photo_uploads(
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
         fresh_keys=True,
+        content_type=content_type,
     )
 
 
 def create_profile_picture_upload(
-    session: Session, store: ObjectStore, settings: Settings, *, operator_id: str, now: datetime
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    operator_id: str,
+    now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str, str]:
     key = storage_keys.profile_picture_key(operator_id)
     upload, url = uploads.create(
@@ -119,6 +137,7 @@ def create_profile_picture_upload(
         ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_sweep_grace_seconds,
         now=now,
+        content_type=content_type,
     )
     return upload, url, file_url(settings, key)
 
@@ -196,6 +215,7 @@ def photo_view(
         project_id=photo.project_id,
         status=photo.status,
         reason=photo.reason,
+        processing=processing_of(photo, steps or {}),
         size=photo.size,
         width=photo.width,
         height=photo.height,
@@ -205,6 +225,22 @@ def photo_view(
         steps=steps or {},
         faces=faces or [],
     )
+
+
+def processing_of(photo: PendingUpload, steps: dict[str, StepView]) -> ProcessingView:
+    """A photo's overall outcome (docs/media-api.md): `processed` once every step is done,
+    `failed` as soon as one failed for good; bytes refused on arrival (`rejected`) are
+    `failed` at step `upload`."""
+    if photo.status == UploadStatus.REJECTED:
+        return ProcessingView(status="failed", failed_step="upload", reason=photo.reason)
+    if photo.status != UploadStatus.UPLOADED:
+        return ProcessingView(status=photo.status, reason=photo.reason)
+    for name, step in steps.items():
+        if step.status == StepStatus.FAILED:
+            return ProcessingView(status="failed", failed_step=name, reason=step.reason)
+    if steps and all(step.status == StepStatus.DONE for step in steps.values()):
+        return ProcessingView(status="processed")
+    return ProcessingView(status="processing")
 
 
 def selfie_view(

@@ -7,7 +7,9 @@ publishes through the gate, which checks again atomically with the publication: 
 outlives its upload (settled, rejected, erased) cannot write. Then it tells
 `app.state.object_written_listeners` (sync callables taking the `ObjectInfo`, run in a thread;
 their errors are logged, not raised) — the local stand-in for an S3 bucket notification.
-Without a gate (the bare storage app of the contract tests) every signed PUT is taken.
+Without a gate (the bare storage app of the contract tests) every signed PUT is taken; with
+a gate that has `refuse_write` (the upload tracker: every upload is an image), a body that is
+not an image is answered 415 (`not_an_image`), nothing kept, and its upload settled rejected.
 
 GET streams the object with the content type signed into the URL (else the stored one) and
 `X-Content-Type-Options: nosniff`, so a browser never reads an object as another type.
@@ -26,8 +28,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from mediaplane.errors import NotFound, PayloadTooLarge
+from mediaplane.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 from mediaplane.faults import outage_of
+from mediaplane.imaging.formats import SNIFF_BYTES, ImageFormat, sniff_format, sniff_unsupported
 from mediaplane.storage.base import ObjectInfo
 from mediaplane.storage.local import CHUNK_SIZE, CONTENT_TYPE_PARAM, LocalObjectStore
 from mediaplane.web import ProblemRoute
@@ -77,12 +80,20 @@ async def put_object(request: Request, key: str) -> Response:
     try:
         # Server chunks are small (~64 KiB); batching them to 1 MiB saves thread hops.
         buffer = bytearray()
+        head = b""
+        size = 0
         async for chunk in request.stream():
+            if len(head) < SNIFF_BYTES:
+                head += chunk[: SNIFF_BYTES - len(head)]
+            size += len(chunk)
             buffer += chunk
             if len(buffer) >= CHUNK_SIZE:
                 await anyio.to_thread.run_sync(writer.write, bytes(buffer))
                 buffer.clear()
         await anyio.to_thread.run_sync(writer.write, bytes(buffer))
+        refuse = getattr(gate, "refuse_write", None)  # the gate of uploads, all images
+        if refuse is not None and sniff_format(head) is None:
+            await _refuse_non_image(refuse, key, head, size)
         if gate is None:
             info = await anyio.to_thread.run_sync(writer.commit)
         else:
@@ -106,6 +117,16 @@ async def put_object(request: Request, key: str) -> Response:
                 # The object is stored; the sweeper settles it once the database is back.
                 log.warning("upload of %s noticed later: %s", info.key, type(exc).__name__)
     return Response(status_code=200, headers={"ETag": writer.etag})
+
+
+async def _refuse_non_image(refuse: Callable[..., None], key: str, head: bytes, size: int) -> None:
+    """Local disk has the bytes in hand: a non-image is answered 415 at once (nothing kept),
+    and its upload settled `rejected` (`not_an_image`), as it would be once noticed on S3."""
+    await anyio.to_thread.run_sync(partial(refuse, key, reason="not_an_image", size=size))
+    named = sniff_unsupported(head)
+    what = f"a {named} file" if named else "not an image"
+    accepted = ", ".join(f.content_type for f in ImageFormat)
+    raise UnsupportedMediaType("not_an_image", f"the body is {what}; send one of {accepted}")
 
 
 @storage_router.get("/_storage/{key:path}")

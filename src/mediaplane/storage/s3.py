@@ -82,6 +82,10 @@ class _FullReader:
         return chunk
 
 
+# Bucket CORS rules as S3 spells them (`AllowedOrigins`, `AllowedMethods`...).
+CorsRules = list[dict[str, Any]]
+
+
 class S3ObjectStore:
     """`ObjectStore` on one bucket of an S3-compatible service.
 
@@ -249,6 +253,26 @@ class S3ObjectStore:
             ) from exc
 
     # --- setup ------------------------------------------------------------------------------
+
+    def cors_rules(self) -> CorsRules:
+        """The bucket's CORS rules as S3 returns them ([] when it has none)."""
+        try:
+            response = self._client.get_bucket_cors(Bucket=self.bucket)
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchCORSConfiguration":
+                return []
+            raise
+        return [dict(rule) for rule in response.get("CORSRules", [])]
+
+    def put_cors_rules(self, rules: CorsRules) -> None:
+        """Replace the bucket's CORS rules (an empty list removes them)."""
+        if not rules:
+            self._client.delete_bucket_cors(Bucket=self.bucket)
+            return
+        self._client.put_bucket_cors(
+            Bucket=self.bucket,
+            CORSConfiguration={"CORSRules": rules},  # type: ignore[typeddict-item]
+        )
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (dev and tests; production buckets are

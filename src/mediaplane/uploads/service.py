@@ -16,6 +16,7 @@ back — the accepted bytes, or nothing for a rejected or erased upload — when
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -30,11 +31,23 @@ from mediaplane.errors import Conflict, NotFound
 from mediaplane.imaging import ImageLimits, ImageRejected, sniff_format
 from mediaplane.imaging.cover import COVER_PREFIX_BYTES, check_data_covers
 from mediaplane.imaging.formats import SNIFF_BYTES
+from mediaplane.imaging.normalise import normalise_picture
 from mediaplane.storage import ObjectNotFound, ObjectStore
 from mediaplane.uploads.keys import accepted_copy_key, aside_copy_key
 from mediaplane.uploads.models import PendingUpload, UploadKind, UploadStatus
 
 UPLOAD_CONTENT_TYPE = "image/jpeg"
+# What a client may declare when it asks for an upload URL (`contentType`); the URL is signed
+# for it, so the PUT must send exactly that `Content-Type`. It is only a declaration: what is
+# served is labelled with the type sniffed from the bytes (`notice`).
+UPLOAD_CONTENT_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+    "image/avif",
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +92,7 @@ def create(
     upload_id: uuid.UUID | None = None,
     project_id: uuid.UUID | None = None,
     fresh_key: bool = False,
+    content_type: str = UPLOAD_CONTENT_TYPE,
 ) -> tuple[PendingUpload, str]:
     """Record a pending upload and return it with its presigned PUT URL.
 
@@ -99,6 +113,7 @@ def create(
         now=now,
         project_id=project_id,
         fresh_keys=fresh_key,
+        content_type=content_type,
     )
     return upload, url
 
@@ -116,13 +131,17 @@ def create_many(
     now: datetime,
     project_id: uuid.UUID | None = None,
     fresh_keys: bool = False,
+    content_type: str = UPLOAD_CONTENT_TYPE,
 ) -> list[tuple[PendingUpload, str]]:
     """Record pending uploads of one owner in one INSERT; each with its presigned PUT URL.
 
     Rows go in through a Core insert, not the unit of work: the objects returned are not
     attached to `session` (nothing else is done with them in the request that issues them),
     and the ORM's flush bookkeeping was a sixth of this hot path's CPU (measured with py-spy).
+    Each URL is signed for `content_type` (one of `UPLOAD_CONTENT_TYPES`).
     """
+    if content_type not in UPLOAD_CONTENT_TYPES:
+        raise ValueError(f"create_many: {content_type!r} is not an upload content type")
     if not fresh_keys:
         # A key can be handed out again (an operator's one profile picture): the older pending
         # upload of that key is superseded, so one object never completes two uploads.
@@ -146,7 +165,7 @@ def create_many(
             owner_id=owner_id,
             project_id=project_id,
             key=u.key,
-            content_type=UPLOAD_CONTENT_TYPE,
+            content_type=content_type,
             max_bytes=max_bytes,
             status=UploadStatus.PENDING,
             url_expires_at=expires_at,
@@ -158,7 +177,7 @@ def create_many(
     ]
     session.execute(insert(UPLOADS), [_columns(row) for row in rows])
     return [
-        (row, store.presign_put(row.key, content_type=UPLOAD_CONTENT_TYPE, expires_in=ttl_seconds))
+        (row, store.presign_put(row.key, content_type=content_type, expires_in=ttl_seconds))
         for row in rows
     ]
 
@@ -235,15 +254,26 @@ def notice(
         check_data_covers(head, info.size)
     except ImageRejected as exc:
         return Notice(_reject(store, upload, exc.reason, now, via, info.size), changed=True)
+    content_type = fmt.content_type
     if upload.kind == UploadKind.PROFILE_PICTURE:
+        # Shown to others: normalised once accepted (upright, stripped, ≤ 1024 px, JPEG).
         # The key is reused by every new picture and a presigned PUT overwrites it before we
-        # can look: the picture shown is this copy, replaced only by an accepted successor.
-        store.copy(checked, accepted_copy_key(upload.key), content_type=fmt.content_type)
+        # can look: the picture shown is the accepted copy, replaced only by an accepted
+        # successor; the spec's key gets the same bytes.
+        try:
+            picture = normalise_picture(store.read(checked), limits)
+        except ImageRejected as exc:
+            return Notice(_reject(store, upload, exc.reason, now, via, info.size), changed=True)
+        content_type = picture.content_type
+        accepted = accepted_copy_key(upload.key)
+        store.put(accepted, io.BytesIO(picture.data), content_type=content_type)
+        # A copy answers the ETag (a put does not on S3): late writes are told apart by it.
+        info = store.copy(accepted, upload.key, content_type=content_type)
     upload.status = UploadStatus.UPLOADED
     upload.reason = None
     upload.size = info.size
     upload.etag = info.etag
-    upload.content_type = fmt.content_type
+    upload.content_type = content_type
     upload.completed_at = now
     upload.completed_via = via
     upload.processing_requested_at = now
@@ -329,6 +359,18 @@ def admit_write(session: Session, *, key: str, lock: bool = False) -> int:
             f"the upload of this URL is already {uploads[0].status}; it takes no more writes",
         )
     raise NotFound("upload_not_found", "no upload was issued for this key")
+
+
+def refuse_write(
+    session: Session, store: ObjectStore, *, key: str, reason: str, size: int, now: datetime
+) -> PendingUpload | None:
+    """Settle the upload a refused local write was for as `rejected` (`reason`), as `notice`
+    would have once the bytes were stored: the outcome is the same on both backends, only
+    sooner. Nothing of the write is kept (the caller discards it)."""
+    uploads = lock_by_key(session, key=key)
+    if not uploads:
+        return None
+    return _reject(store, uploads[0], reason, now, Signal.STORAGE, size)
 
 
 def undo_late_write(session: Session, store: ObjectStore, *, key: str) -> str | None:

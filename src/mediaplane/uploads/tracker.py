@@ -81,6 +81,13 @@ class UploadTracker:
             service.admit_write(session, key=key, lock=True)
             return publish()
 
+    def refuse_write(self, key: str, *, reason: str, size: int) -> None:
+        """A local write to `key` brought bytes that are not an image: its upload is rejected."""
+        with self.db.transaction() as session:
+            service.refuse_write(
+                session, self.store, key=key, reason=reason, size=size, now=datetime.now(UTC)
+            )
+
     def _undo_late_write(self, session: Session, key: str, *, via: Signal | str) -> bool:
         outcome = service.undo_late_write(session, self.store, key=key)
         if outcome is not None:
