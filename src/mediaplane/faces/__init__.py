@@ -69,8 +69,12 @@ def face_limits(settings: Settings) -> ImageLimits:
     )
 
 
-# Avatars are small and their faces big: a 800 px decode finds faces from ~20 px of it.
-LOCATOR_MAX_EDGE = 800
+# Avatars are small and their faces big. HOG without upsampling on a 640 px decode finds faces
+# from ~80 px of it (an eighth of the long edge); a smaller face gets the attention crop. It
+# is the cost of a cold `profile`: measured on one core, 12 MP JPEG 244 → 132 ms with the
+# render, a 2 MP portrait 107 → 33 ms, against 800 px with upsampling (render alone 47 / 16 ms).
+LOCATOR_MAX_EDGE = 640
+LOCATOR_UPSAMPLE = 0
 
 
 def build_locator(settings: Settings) -> FaceLocator | None:
@@ -84,8 +88,8 @@ def build_locator(settings: Settings) -> FaceLocator | None:
 
 
 def local_locator(limits: ImageLimits) -> FaceLocator:
-    """The local detector as a `FaceLocator`: boxes of an 800 px decode, largest first."""
-    engine = LocalFaceEngine(limits=limits, max_edge=LOCATOR_MAX_EDGE)
+    """The local detector as a `FaceLocator`: boxes of a 640 px decode, largest first."""
+    engine = LocalFaceEngine(limits=limits, max_edge=LOCATOR_MAX_EDGE, upsample=LOCATOR_UPSAMPLE)
 
     def locate(image: bytes) -> list[Region]:
         return [(b.left, b.top, b.width, b.height) for b in engine.locate(image)]
