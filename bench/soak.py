@@ -363,7 +363,6 @@ class Soak:
 
     def run(self) -> dict[str, Any]:
         self.server.start()
-        project = str(uuid.uuid4())
         photographers = [
             self.server.token(aud="media", role="photographer")
             for _ in range(self.args.photographers)
@@ -374,7 +373,7 @@ class Soak:
         self.idle_rss = sum(p.memory_info().rss for p in self.server.processes())
         self.t0 = time.monotonic()
         threads = [
-            threading.Thread(target=self.photographer, args=(t, project), daemon=True)
+            threading.Thread(target=self.photographer, args=(t, str(uuid.uuid4())), daemon=True)
             for t in photographers
         ]
         half = len(attendee_tokens) // 2

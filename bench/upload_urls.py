@@ -182,13 +182,16 @@ async def load(
 ) -> Run:
     """`total` upload-url requests from `concurrency` clients, each waiting for its answer."""
     run = Run(name, concurrency)
-    project = str(uuid.uuid4())
     headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
+    # One project per photographer: in the default open mode the first to upload to a project
+    # owns it, and another photographer would be refused (403 not_a_project_member).
+    projects = [str(uuid.uuid4()) for _ in tokens]
     left = total
 
     async def client_loop(index: int) -> None:
         nonlocal left
         auth = headers[index % len(headers)]
+        project = projects[index % len(projects)]
         while left > 0:
             left -= 1
             t0 = time.perf_counter()
