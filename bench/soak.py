@@ -407,6 +407,11 @@ class Soak:
     def report(self) -> dict[str, Any]:
         lost = len(self.photos.lost) + len(self.selfies.lost)
         unfinished = len(self.photos.unfinished)
+        refused = sum(
+            n
+            for code, n in self.upload_url_errors.items()
+            if code.isdigit() and 400 <= int(code) < 500 and code != "429"
+        )
         failed = len(self.photos.failed) + len(self.selfies.failed)
         peak_mb = self.peak_rss / 2**20
         return {
@@ -438,9 +443,15 @@ class Soak:
                 "unfinished": unfinished,
                 "failed": failed,
                 "over_budget": peak_mb > self.args.rss_budget_mb,
+                # A well-behaved client is never refused for good (4xx other than 429): that
+                # would be a broken service, or a soak that measures nothing.
+                "refused": refused,
                 "ok": lost == 0
                 and unfinished == 0
                 and failed == 0
+                and refused == 0
+                and self.photos.accepted > 0
+                and self.selfies.accepted > 0
                 and peak_mb <= self.args.rss_budget_mb,
             },
         }
