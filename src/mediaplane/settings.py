@@ -314,6 +314,7 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
     def _default_public_url(self) -> Settings:
         if not self.public_url:
             self._public_url_derived = True
