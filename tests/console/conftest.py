@@ -8,6 +8,7 @@ presigned local-storage URLs the browser uploads to lead back to it. One Chromiu
 from __future__ import annotations
 
 import base64
+import mimetypes
 import os
 import re
 import socket
@@ -202,14 +203,20 @@ class Console:
     def drop_files(self, selector: str, files: list[Path]) -> None:
         """Drag and drop, as a browser delivers it: a `drop` event carrying a DataTransfer."""
         payload = [
-            {"name": f.name, "data": base64.b64encode(f.read_bytes()).decode()} for f in files
+            {
+                "name": f.name,
+                "data": base64.b64encode(f.read_bytes()).decode(),
+                # What a browser's file picker says the file is (from its extension).
+                "type": mimetypes.guess_type(f.name)[0] or "",
+            }
+            for f in files
         ]
         transfer = self.page.evaluate_handle(
             """(files) => {
                 const dt = new DataTransfer();
                 for (const f of files) {
                     const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
-                    dt.items.add(new File([bytes], f.name, { type: 'image/jpeg' }));
+                    dt.items.add(new File([bytes], f.name, { type: f.type }));
                 }
                 return dt;
             }""",

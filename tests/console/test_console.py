@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyvips
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -380,3 +381,32 @@ def test_dev_sign_in_is_off_on_a_public_bind_unless_asked(runtime: Runtime) -> N
         with TestClient(app, base_url="http://localhost") as client:
             resp = client.post("/console/dev-token", json={"role": "operator"})
             assert resp.status_code == expected, update
+
+
+def test_photos_of_other_types_are_declared_as_what_they_are(
+    console: Console, tmp_path: Path
+) -> None:
+    """A phone's HEIC and a PNG next to a JPEG: each URL is signed for its file's type and the
+    PUT says it; the JPEGs of a drop still share one batch request."""
+    png = tmp_path / "screenshot.png"
+    pyvips.Image.new_from_file(str(PHOTOS[0])).pngsave(str(png))
+    heic = sorted((FACES.parent / "heic").glob("*.heic"))[0]
+    console.sign_in_as("photographer")
+    puts: dict[str, str] = {}
+    calls: list[str] = []
+
+    def seen(request) -> None:  # type: ignore[no-untyped-def]
+        path = urlsplit(request.url).path
+        calls.append(f"{request.method} {path}")
+        if request.method == "PUT" and path.startswith("/_storage/"):
+            puts[path] = request.headers.get("content-type", "")
+
+    console.page.on("request", seen)
+    upload_photos(console, [PHOTOS[0], png, heic])
+
+    # Chromium calls a .heic file image/heif: both are HEIF containers, both are signable.
+    declared = sorted(puts.values())
+    assert declared[0] in ("image/heic", "image/heif")
+    assert declared[1:] == ["image/jpeg", "image/png"]
+    assert calls.count("POST /v1/photos/upload-urls") == 1
+    assert calls.count("POST /v1/photos/upload-url") == 2

@@ -71,9 +71,9 @@ const q = encodeURIComponent;
 
 /** The Media API (acme-media-api.md, docs/media-api.md) and consents (docs/consent.md). */
 export const media = {
-  photoUploadUrl: (projectId, audience) =>
+  photoUploadUrl: (projectId, audience, contentType = 'image/jpeg') =>
     request('POST', audience === 'backoffice'
-      ? '/v1/photographers/me/photos/upload-url' : '/v1/photos/upload-url', { body: { projectId } }),
+      ? '/v1/photographers/me/photos/upload-url' : '/v1/photos/upload-url', { body: { projectId, contentType } }),
   photoUploadUrls: (projectId, count) =>
     request('POST', '/v1/photos/upload-urls', { body: { projectId, count } }),
   completePhoto: (photoId) => request('POST', `/v1/photos/${q(photoId)}/complete`),
@@ -83,7 +83,8 @@ export const media = {
   consents: () => request('GET', '/v1/me/consents'),
   grantConsent: (purpose) => request('PUT', `/v1/me/consents/${q(purpose)}`, { body: { source: 'web-console' } }),
   revokeConsent: (purpose) => request('DELETE', `/v1/me/consents/${q(purpose)}`),
-  selfieUploadUrl: () => request('POST', '/v1/selfie/upload-url'),
+  selfieUploadUrl: (contentType = 'image/jpeg') =>
+    request('POST', '/v1/selfie/upload-url', { body: { contentType } }),
   completeSelfie: (selfieId) => request('POST', `/v1/selfie/${q(selfieId)}/complete`),
   // `optional=true`: none yet is 204 (null here), not a 404 the browser reports as an error.
   mySelfie: () => request('GET', '/v1/me/selfie?optional=true'),
@@ -103,7 +104,8 @@ export const media = {
     request('DELETE', `/v1/projects/${q(projectId)}/photographers/${q(userId)}`),
   deleteProject: (projectId) => request('DELETE', `/v1/projects/${q(projectId)}`),
   projectDeletion: (projectId) => request('GET', `/v1/projects/${q(projectId)}/deletion`),
-  profilePictureUploadUrl: () => request('POST', '/v1/operators/me/profile-picture/upload-url'),
+  profilePictureUploadUrl: (contentType = 'image/jpeg') =>
+    request('POST', '/v1/operators/me/profile-picture/upload-url', { body: { contentType } }),
   operatorProfilePicture: (operatorId) =>
     request('GET', `/v1/operators/${q(operatorId)}/profile-picture?optional=true`),
 };

@@ -3,8 +3,16 @@
 
 import { ApiError, errorFrom, parseBody } from './api.js';
 
-// Every presigned PUT is signed for this type; the service sniffs the bytes for the real one.
-export const SIGNED_CONTENT_TYPE = 'image/jpeg';
+// The types an upload URL can be signed for (docs/media-api.md, "Content types"). A file of
+// another type (or none) is declared as JPEG: the service sniffs the bytes and says why it
+// refuses them, which is what the person needs to read.
+const SIGNABLE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/heic', 'image/heif', 'image/avif']);
+export const DEFAULT_CONTENT_TYPE = 'image/jpeg';
+
+/** The type to ask an upload URL for, from what the browser says the file is. */
+export function declaredType(file) {
+  return SIGNABLE_TYPES.has(file.type) ? file.type : DEFAULT_CONTENT_TYPE;
+}
 
 function send({ method, url, body, headers = {}, onProgress }) {
   return new Promise((resolve, reject) => {
@@ -25,9 +33,10 @@ function send({ method, url, body, headers = {}, onProgress }) {
   });
 }
 
-/** PUT a file to a presigned URL of the Media API. */
-export function putToPresigned(url, file, onProgress) {
-  return send({ method: 'PUT', url, body: file, headers: { 'Content-Type': SIGNED_CONTENT_TYPE }, onProgress });
+/** PUT a file to a presigned URL of the Media API, with the headers it was signed for (the
+ * `headers` of the upload-url answer). */
+export function putToPresigned(url, file, onProgress, headers = { 'Content-Type': DEFAULT_CONTENT_TYPE }) {
+  return send({ method: 'PUT', url, body: file, headers, onProgress });
 }
 
 /** POST a file as the one `file` part of a multipart form (Images server upload URLs). */

@@ -10,7 +10,7 @@ import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
 import { describe } from '../reasons.js';
 import { stillSignedIn } from '../session.js';
-import { progressMeter, putToPresigned } from '../transfer.js';
+import { declaredType, progressMeter, putToPresigned } from '../transfer.js';
 
 export const title = 'Attendee';
 export const needs = { audiences: ['media'], roles: ['user'] };
@@ -154,8 +154,9 @@ function selfiePanel({ session, onIndexed }) {
     bar.value = 0;
     try {
       status.set('Uploading your selfie…');
-      const target = await media.selfieUploadUrl();
-      await putToPresigned(target.uploadUrl, file, (sent, total) => { bar.value = sent / total; });
+      const target = await media.selfieUploadUrl(declaredType(file));
+      await putToPresigned(
+        target.uploadUrl, file, (sent, total) => { bar.value = sent / total; }, target.headers);
       await complete(() => media.completeSelfie(target.selfieId));
       await load();
     } catch (error) {

@@ -10,7 +10,7 @@ import { projectPicker } from '../project.js';
 import { fileNameOf } from '../file-names.js';
 import { describe } from '../reasons.js';
 import { stillSignedIn } from '../session.js';
-import { progressMeter, putToPresigned } from '../transfer.js';
+import { declaredType, progressMeter, putToPresigned } from '../transfer.js';
 
 export const title = 'Operator';
 export const needs = { audiences: ['backoffice'], roles: ['operator'] };
@@ -105,8 +105,9 @@ function profilePanel(session) {
     bar.value = 0;
     try {
       status.set('Uploading…');
-      const target = await media.profilePictureUploadUrl();
-      await putToPresigned(target.uploadUrl, file, (sent, total) => { bar.value = sent / total; });
+      const target = await media.profilePictureUploadUrl(declaredType(file));
+      await putToPresigned(
+        target.uploadUrl, file, (sent, total) => { bar.value = sent / total; }, target.headers);
       fileUrl.hidden = false;
       fileUrl.replaceChildren('Stored identifier (fileUrl): ', h('code', {}, target.fileUrl));
       // No `complete` exists for profile pictures: wait until the service has noticed it.

@@ -10,7 +10,7 @@ import { photoTile } from '../gallery.js';
 import { pollUntil } from '../poll.js';
 import { projectPicker } from '../project.js';
 import { stillSignedIn } from '../session.js';
-import { putToPresigned } from '../transfer.js';
+import { declaredType, putToPresigned } from '../transfer.js';
 import { uploadRow } from '../upload-row.js';
 
 export const title = 'Photographer';
@@ -117,14 +117,19 @@ export function create({ session }) {
       uploads.append(row.el);
       return row;
     });
-    issueUrls(project, batch.length).then((targets) => {
-      batch.forEach((file, i) => upload(file, rows[i], project, targets[i]));
+    // The batch endpoint signs every URL for one type: JPEGs (most of a camera's batch) share
+    // it; a PNG, WebP or HEIC asks for its own URL, signed for its type.
+    const jpegs = batch.filter((file) => declaredType(file) === 'image/jpeg');
+    issueUrls(project, jpegs.length).then((targets) => {
+      const issued = new Map(jpegs.map((file, i) => [file, targets[i]]));
+      batch.forEach((file, i) => upload(file, rows[i], project, issued.get(file)));
     });
   }
 
   /** Upload URLs for a whole batch, 100 per request (media audience); none if that fails or
    * for the backoffice dashboard, whose route issues one at a time: each upload then asks. */
   async function issueUrls(project, count) {
+    if (count === 0) return [];
     if (session.audiences[0] === 'backoffice') return [];
     const targets = [];
     try {
@@ -145,10 +150,12 @@ export function create({ session }) {
       const photoId = await transfer(async () => {
         row.setState('uploading', 'uploading');
         // A retry asks for a new URL: the issued one may belong to an upload that settled.
-        const target = issued ?? await media.photoUploadUrl(project, session.audiences[0]);
+        const target = issued
+          ?? await media.photoUploadUrl(project, session.audiences[0], declaredType(file));
         issued = null;
         rememberFileName(target.photoId, file.name);
-        await putToPresigned(target.uploadUrl, file, (sent, total) => row.progress(sent, total));
+        await putToPresigned(
+          target.uploadUrl, file, (sent, total) => row.progress(sent, total), target.headers);
         await complete(() => media.completePhoto(target.photoId));
         return target.photoId;
       });
