@@ -8,8 +8,9 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from mediaplane.errors import InvalidInput, NotFound
@@ -297,15 +298,7 @@ def my_photos(
     )
     if project_id is not None:
         query = query.where(FaceMatch.project_id == project_id)
-    if cursor:
-        created_at, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                PendingUpload.created_at < created_at,
-                and_(PendingUpload.created_at == created_at, PendingUpload.id < last_id),
-            )
-        )
-    query = query.order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+    query = _newest_first(query, cursor)
     rows = [(row[0], row[1]) for row in session.execute(query.limit(limit + 1))]
     next_cursor = _encode_cursor(rows[limit - 1][1]) if len(rows) > limit else None
     items = []
@@ -332,6 +325,22 @@ def my_photos(
     return items, next_cursor
 
 
+SelectT = TypeVar("SelectT", bound=Select)
+
+
+def _newest_first(query: SelectT, cursor: str | None) -> SelectT:
+    """Uploads newest first, after the page `cursor` ended on (keyset pagination)."""
+    if cursor:
+        created_at, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                PendingUpload.created_at < created_at,
+                and_(PendingUpload.created_at == created_at, PendingUpload.id < last_id),
+            )
+        )
+    return query.order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+
+
 def list_project_photos(
     session: Session,
     *,
@@ -347,15 +356,7 @@ def list_project_photos(
     query = query.where(PendingUpload.status != UploadStatus.DELETED)
     if photographer_id is not None:
         query = query.where(PendingUpload.owner_id == photographer_id)
-    if cursor:
-        created_at, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                PendingUpload.created_at < created_at,
-                and_(PendingUpload.created_at == created_at, PendingUpload.id < last_id),
-            )
-        )
-    query = query.order_by(PendingUpload.created_at.desc(), PendingUpload.id.desc())
+    query = _newest_first(query, cursor)
     rows = list(session.scalars(query.limit(limit + 1)))
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
