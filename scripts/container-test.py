@@ -51,6 +51,10 @@ import psycopg
 from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the test fixtures' helpers are importable
+    sys.path.insert(0, str(ROOT))
+from tests.fixtures.s3 import free_ports  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 FACES = ROOT / "tests" / "fixtures" / "faces"
 IMAGE = os.environ.get("IMAGE", "mediaplane:latest")
@@ -128,17 +132,6 @@ def image_size_mb(engine: Engine) -> int:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval=0.25) -> float:

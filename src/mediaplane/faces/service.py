@@ -41,9 +41,8 @@ def _lock_matching(session: Session) -> None:
 
 
 def _record(session: Session, candidates: list[Candidate], now: datetime) -> int:
-    """Upsert matches (already assigned: one face per user and photo, one user per face);
-    never one a user rejected ("not me")."""
-    candidates = _not_rejected(session, candidates)
+    """Upsert matches already assigned (one face per user and photo, one user per face) from
+    candidates without a rejected ("not me") pair: both callers filter before assigning."""
     for c in candidates:
         statement = insert(FaceMatch).values(
             photo_id=c.photo_id,
