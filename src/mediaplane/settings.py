@@ -195,6 +195,12 @@ class Settings(BaseSettings):
     selfie_retention_days: int = Field(
         default=365, ge=1, description="Selfies and their face vectors are erased this old."
     )
+    photo_face_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="The face vectors of a project's photos (bystanders' among them) are erased "
+        "this many days after the project's end (its endsAt, else its latest photo upload).",
+    )
 
     # --- faces ----------------------------------------------------------------------------------
     face_engine: Literal["local", "rekognition", "off"] = Field(

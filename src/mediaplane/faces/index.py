@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -83,6 +83,12 @@ class FaceIndex(Protocol):
 
     def forget_project(self, session: Session, *, project_id: uuid.UUID) -> None:
         """Erase whatever is left of a deleted project's faces (its collection)."""
+        ...
+
+    def forget_vectors(self, session: Session, *, project_id: uuid.UUID) -> int:
+        """Erase the descriptors of a project's photo faces (past retention, faces/retention.py),
+        keeping their rows and boxes: nobody can be found in the project any more, what was
+        found stays. Returns how many faces lost their descriptor."""
         ...
 
 
@@ -226,6 +232,14 @@ class PgvectorIndex:
 
     def forget_project(self, session: Session, *, project_id: uuid.UUID) -> None:
         session.execute(delete(PhotoFace).where(PhotoFace.project_id == project_id))
+
+    def forget_vectors(self, session: Session, *, project_id: uuid.UUID) -> int:
+        result = session.execute(
+            update(PhotoFace)
+            .where(PhotoFace.project_id == project_id, PhotoFace.embedding.is_not(None))
+            .values(embedding=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def build_index(settings: Settings) -> FaceIndex:

@@ -75,7 +75,7 @@ import pyvips
 import structlog
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -759,6 +759,21 @@ class RekognitionIndex:
             if _code(exc) != "ResourceNotFoundException":
                 raise
         session.execute(delete(PhotoFace).where(PhotoFace.project_id == project_id))
+
+    def forget_vectors(self, session: Session, *, project_id: uuid.UUID) -> int:
+        """DeleteCollection of the project (every face vector of it lives there and nowhere
+        else); the rows keep their boxes and lose their FaceId."""
+        try:
+            self.client.delete_collection(CollectionId=self.project_collection(project_id))
+        except ClientError as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise
+        result = session.execute(
+            update(PhotoFace)
+            .where(PhotoFace.project_id == project_id, PhotoFace.external_face_id.is_not(None))
+            .values(external_face_id=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     # --- calls ------------------------------------------------------------------------------
 

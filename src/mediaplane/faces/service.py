@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text, tuple_, update
+from sqlalchemy import delete, exists, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from mediaplane.consent import Purpose, has_active
 from mediaplane.errors import InvalidInput
-from mediaplane.faces.engine import FaceEngine
-from mediaplane.faces.index import Candidate, FaceIndex
+from mediaplane.faces.engine import DetectedFace, FaceEngine
+from mediaplane.faces.index import Candidate, FaceIndex, box_json
 from mediaplane.faces.matching import Exclusions, assign
 from mediaplane.faces.models import FaceMatch, MatchRejection, PhotoFace, SelfieFace
+from mediaplane.faces.retention import vectors_expired
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
 from mediaplane.uploads.service import accepted_key
@@ -146,6 +147,8 @@ class FaceMatcher:
     threshold: float
     # (photo face id, user id) pairs that never match: "not me" answers, once they are stored.
     excluded: Exclusions = frozenset()
+    # PHOTO_FACE_RETENTION_DAYS: a photo of a project ended longer ago keeps boxes only.
+    photo_face_retention_days: int | None = None
 
     def process_selfie(
         self, session_factory: Any, store: ObjectStore, selfie: PendingUpload
@@ -195,6 +198,12 @@ class FaceMatcher:
             current = session.get(PendingUpload, photo.id)
             if current is None or current.status != UploadStatus.UPLOADED:
                 return {"faces": "deleted"}  # deleted while we looked: store nothing of it
+            if self._past_retention(session, photo.project_id, now):
+                return {
+                    "faces": len(faces),
+                    "matches": 0,
+                    "vectors": self._boxes_only(session, photo, faces),
+                }
             self.index.add_photo(
                 session, photo_id=photo.id, project_id=photo.project_id, faces=faces, image=image
             )
@@ -208,6 +217,31 @@ class FaceMatcher:
             ]
             kept = assign(_not_rejected(session, found), excluded=self.excluded)
             return {"faces": len(faces), "matches": _record(session, kept, now)}
+
+    def _past_retention(self, session: Session, project_id: uuid.UUID, now: datetime) -> bool:
+        days = self.photo_face_retention_days
+        if days is None:
+            return False
+        cutoff = now - timedelta(days=days)
+        return vectors_expired(session, project_id=project_id, cutoff=cutoff)
+
+    def _boxes_only(self, session: Session, photo: PendingUpload, faces: list[DetectedFace]) -> str:
+        """The photo's project is past retention: where its faces are, not who they are. Rows a
+        first run stored (and the matches made then) stay; the project's descriptors go."""
+        assert photo.project_id is not None
+        if not session.scalar(select(exists().where(PhotoFace.photo_id == photo.id))):
+            session.add_all(
+                PhotoFace(
+                    photo_id=photo.id,
+                    project_id=photo.project_id,
+                    box=box_json(face),
+                    quality=face.quality,
+                    embedding=None,
+                )
+                for face in faces
+            )
+        self.index.forget_vectors(session, project_id=photo.project_id)
+        return "expired"
 
 
 def _newer(session: Session, selfie_id: uuid.UUID, *, than: PendingUpload) -> bool:

@@ -24,7 +24,8 @@ from mediaplane.consent.retention import RetentionReport, expire_selfies
 from mediaplane.db import Database
 from mediaplane.errors import MediaplaneError, Unavailable
 from mediaplane.faces.index import FaceIndex, build_index
-from mediaplane.faces.service import FaceMatcher
+from mediaplane.faces.retention import expire_photo_faces
+from mediaplane.faces.service import FaceMatcher, lock_matching
 from mediaplane.jobs import derivatives, metrics, steps
 from mediaplane.jobs.models import StepName
 from mediaplane.projects.erasure import ProjectEraser, photo_objects
@@ -64,6 +65,7 @@ class JobEnv:
                     engine=build_engine(self.settings),
                     index=build_index(self.settings),
                     threshold=self.settings.match_threshold,
+                    photo_face_retention_days=self.settings.photo_face_retention_days,
                 )
             return self._matcher
 
@@ -246,10 +248,19 @@ def register(app: procrastinate.App, env: JobEnv) -> None:
     @app.periodic(cron="17 * * * *", periodic_id="retention")
     @app.task(name="expire_selfies", queueing_lock="expire_selfies", priority=UPKEEP_PRIORITY)
     def expire_selfies(timestamp: int) -> None:
-        """The retention schedule: selfies and face vectors older than SELFIE_RETENTION_DAYS."""
+        """The retention schedule: selfies and their face vectors older than
+        SELFIE_RETENTION_DAYS; photo face vectors PHOTO_FACE_RETENTION_DAYS after their
+        project's end (faces/retention.py)."""
         report = run_retention(env)
         if report.selfies:
             log.info("selfies past retention erased", selfies=report.selfies, faces=report.faces)
+        projects = run_photo_face_retention(env)
+        if projects:
+            log.info(
+                "photo face vectors past retention erased",
+                projects=len(projects),
+                faces=sum(projects.values()),
+            )
 
     @app.periodic(cron="* * * * * */20", periodic_id="stalled")
     @app.task(
@@ -274,6 +285,20 @@ def run_retention(env: JobEnv) -> RetentionReport:
         total.faces += report.faces
         if not report.selfies:
             return total
+
+
+def run_photo_face_retention(env: JobEnv) -> dict[uuid.UUID, int]:
+    """Erase the photo-face descriptors of every project past `PHOTO_FACE_RETENTION_DAYS` after
+    its end, a few projects per transaction; returns {project id: faces erased}."""
+    cutoff = datetime.now(UTC) - timedelta(days=env.settings.photo_face_retention_days)
+    erased: dict[uuid.UUID, int] = {}
+    while True:
+        with env.db.transaction() as session:
+            lock_matching(session)
+            batch = expire_photo_faces(session, env.face_index, cutoff=cutoff)
+        erased.update(batch)
+        if not batch:
+            return erased
 
 
 def sweep_cron(interval_seconds: float) -> str:
