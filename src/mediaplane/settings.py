@@ -214,7 +214,7 @@ class Settings(BaseSettings):
         description="Least similarity (0–100) that counts as a match. Unset: 50 for the local "
         "engine (dlib distance 0.6), 80 for Rekognition (its own default).",
     )
-    face_max_edge: int = Field(default=1600, gt=0, description="Long edge of the detection decode.")
+    face_max_edge: int = Field(default=1500, gt=0, description="Long edge of the detection decode.")
     rekognition_region: str = "us-east-1"
     rekognition_collection_prefix: str = Field(
         default="mediaplane", description="Collections: PREFIX-selfies and PREFIX-project-ID."

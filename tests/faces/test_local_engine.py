@@ -179,7 +179,7 @@ def test_24_megapixel_photo_is_detected_on_a_small_decode(
 
     faces = engine.detect(data)
 
-    assert decoded == [(1142, 1600, 3)]  # never the 5800×4141 frame
+    assert decoded == [(1071, 1500, 3)]  # never the 5800×4141 frame
     scale = big.width / 2000
     assert len(faces) == len(detected[GROUP]) == 3
     # The three faces are about the same size: pair them by place, not by order.
@@ -257,3 +257,72 @@ def test_build_engine_refuses_off() -> None:
 def test_engine_refuses_nonsense_parameters(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         LocalFaceEngine(limits=LIMITS, **bad)
+
+
+# --- heads tilted in the image plane ------------------------------------------------------------
+
+
+def tilted_child(degrees: float) -> tuple[bytes, tuple[float, float]]:
+    """The group fixture's child (downcast, in shadow: a weak face for HOG) cut out, its face
+    ~130 px wide, turned `degrees` and pasted on a grey 1200×900 canvas (JPEG); and where the
+    face's centre lands."""
+    photo = pyvips.Image.new_from_file(str(FACES / GROUP))
+    x, y = GROUP_CHILD_CENTRE
+    cut = photo.crop(x - 130, y - 130, 260, 260).resize(130 / 117)
+    face = cut.similarity(angle=degrees, background=[128, 128, 128])
+    canvas = (pyvips.Image.black(1200, 900, bands=3) + 128).cast("uchar")
+    canvas = canvas.insert(face, 500, 300).copy(interpretation="srgb")
+    return canvas.jpegsave_buffer(Q=92), (500 + face.width / 2, 300 + face.height / 2)
+
+
+@pytest.mark.parametrize("degrees", [-25, 25])
+def test_a_head_tilted_25_degrees_is_found_by_a_turned_pass(
+    engine: LocalFaceEngine, detected: dict[str, list[DetectedFace]], degrees: float
+) -> None:
+    data, centre = tilted_child(degrees)
+    upright_only = LocalFaceEngine(limits=LIMITS, turns=())
+    assert upright_only.detect(data) == []  # HOG alone does not see it
+
+    faces = engine.detect(data)
+
+    assert len(faces) == 1
+    face = faces[0]
+    assert contains(face.box, centre)
+    assert 90 < face.box.width < 190
+    # Landmarks are turned back into the photo: all inside the face's box.
+    assert all(contains(face.box, point) for point in face.landmarks)
+    # Described upright: the child of the group photo, not one of the men.
+    child = next(f for f in detected[GROUP] if contains(f.box, GROUP_CHILD_CENTRE))
+    men = [f for f in detected[GROUP] if f is not child]
+    assert distance(face, child) < MATCH_DISTANCE
+    assert all(distance(face, man) > distance(face, child) + 0.1 for man in men)
+
+
+def test_a_face_found_upright_and_turned_is_kept_once(engine: LocalFaceEngine) -> None:
+    photo = pyvips.Image.new_from_file(str(FACES / "obama_1.jpg"))
+    tilted = photo.similarity(angle=12, background=[128, 128, 128]).copy(interpretation="srgb")
+    data = tilted.jpegsave_buffer(Q=92)
+    seen = [LocalFaceEngine(limits=LIMITS, turns=(t,)).detect(data) for t in (20.0, -20.0)]
+    assert any(seen)  # found again by at least one turned pass on its own
+
+    assert len(engine.detect(data)) == 1
+
+
+def test_the_detector_runs_on_luma(
+    engine: LocalFaceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, ...]] = []
+    real = local_module.image_pixels
+
+    def spy(image: Any) -> Any:
+        pixels = real(image)
+        seen.append(pixels.shape)
+        return pixels
+
+    monkeypatch.setattr(local_module, "image_pixels", spy)
+    engine.detect(fixture_bytes("obama_1.jpg"))
+
+    # The RGB for the descriptor, then the detector's frames: upright and turned ±20°, each
+    # one band.
+    assert seen[0] == (1137, 910, 3)
+    assert seen[1:] == [(1137, 910)] * 3

@@ -89,7 +89,10 @@ def build_locator(settings: Settings) -> FaceLocator | None:
 
 def local_locator(limits: ImageLimits) -> FaceLocator:
     """The local detector as a `FaceLocator`: boxes of a 640 px decode, largest first."""
-    engine = LocalFaceEngine(limits=limits, max_edge=LOCATOR_MAX_EDGE, upsample=LOCATOR_UPSAMPLE)
+    # No turned passes: they would add ~40% to a cold profile, for heads tilted 20° or more.
+    engine = LocalFaceEngine(
+        limits=limits, max_edge=LOCATOR_MAX_EDGE, upsample=LOCATOR_UPSAMPLE, turns=()
+    )
 
     def locate(image: bytes) -> list[Region]:
         return [(b.left, b.top, b.width, b.height) for b in engine.locate(image)]
