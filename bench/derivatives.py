@@ -4,7 +4,8 @@
     .venv/bin/python bench/derivatives.py --quick    # ~30 s (1 round × 1 s)
 
 Three contenders do the same work on the same photos, each alone on one pinned core (the goals,
-printed as PASS/MISS: Mediaplane ≥ 0.9× Sharp's and ≥ 2× Pillow's photos per CPU-second):
+printed as PASS/MISS: Mediaplane ≥ 1.2× "sharp, one decode" and ≥ 1.3× Pillow's photos per
+CPU-second, issue 13):
 
 1. Mediaplane: `make_thumbnails` (400 and 800 px wide, JPEG Q82, progressive, upright, sRGB,
    metadata stripped; never upscaled) and, reported on its own line, `make_watermarked`.

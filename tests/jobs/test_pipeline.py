@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from mediaplane.jobs import steps as job_steps
+from mediaplane.jobs import tasks as job_tasks
 from mediaplane.jobs.models import StepStatus
 from mediaplane.uploads import service as uploads
 from mediaplane.uploads.keys import derivative_key
@@ -68,6 +69,21 @@ def test_gps_xmp_iptc_icc_never_reach_a_derivative(client, app, runtime, photogr
     drain(app)
     for name in ("thumb-400", "thumb-800", "watermarked"):
         derivative(runtime, photo, name)  # asserts no APP1/APP2/APP13 segment
+
+
+def test_every_step_gives_freed_memory_back_before_the_next_one(
+    client, app, photographer, monkeypatch
+) -> None:
+    # The worker's peak is one step over its idle size only if what each step freed (kept in
+    # glibc's arenas) is handed back before the next step starts, failed steps included.
+    released: list[int] = []
+    monkeypatch.setattr(job_tasks, "release_freed_memory", lambda: released.append(1) or True)
+    upload_photo(client, photographer, (EXIF / "Landscape_1.jpg").read_bytes())
+    upload_photo(client, photographer, factories.truncated_jpeg())
+    drain(app)
+    outcomes = [s.status for s in steps_of(app)]
+    assert sorted(outcomes) == [StepStatus.DONE] * 2 + [StepStatus.FAILED] * 2
+    assert len(released) == len(outcomes)
 
 
 def test_refused_inputs_fail_their_steps_and_the_queue_goes_on(client, app, photographer) -> None:

@@ -26,6 +26,7 @@ from mediaplane.errors import MediaplaneError, Unavailable
 from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.retention import expire_photo_faces
 from mediaplane.faces.service import FaceMatcher, lock_matching
+from mediaplane.imaging.budget import release_freed_memory
 from mediaplane.jobs import derivatives, metrics, steps
 from mediaplane.jobs.models import StepName
 from mediaplane.projects.erasure import ProjectEraser, photo_objects
@@ -107,7 +108,13 @@ def run_step(
     with structlog.contextvars.bound_contextvars(
         job_id=job_id, photo_id=str(upload_id), step=step.value
     ):
-        return _run_step(env, upload_id, step, work, attempt, max_attempts)
+        try:
+            return _run_step(env, upload_id, step, work, attempt, max_attempts)
+        finally:
+            # What the step freed goes back to the system before the next one starts, so a
+            # worker's peak is one step's memory over its idle size, not the leftovers of the
+            # steps before plus that (see `release_freed_memory`).
+            release_freed_memory()
 
 
 def _run_step(
