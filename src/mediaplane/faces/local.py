@@ -4,7 +4,8 @@ The models come from PyPI's face-recognition-models (no download at run time). O
 pipeline per image, each step guarding the next:
 
     limits from the header → decode upright, long edge ≤ max_edge (shrink-on-load)
-    → RGB uint8 array → HOG detection with scores → drop low scores and small faces
+    → RGB uint8 array and its luma → HOG on the luma, upright then turned ±20°
+    → drop low scores and small faces
     → 5 landmarks → 128-d descriptor → boxes and landmarks back in the original's pixels
     → largest face first
 
@@ -12,23 +13,22 @@ Why a downscaled decode: HOG's cost grows with the pixels, and a 24 MP frame dec
 ~70 MB of RGB and seconds of HOG. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself
 (`decode_within`), so the full frame never exists. The price: HOG with upsample=1 finds faces
 down to ~40 decoded pixels, so in a photo larger than `max_edge` the smallest face found is
-~40 × (long edge / max_edge) original pixels: 145 px in a 5800 px wide 24 MP photo, above
+~40 × (long edge / max_edge) original pixels: 155 px in a 5800 px wide 24 MP photo, above
 `min_face_px` (50). Raise `max_edge` to find smaller faces in big photos (HOG time grows with
 the decoded pixels).
 
-Measured on one core (`bench/faces.py`: `sched_setaffinity` to one CPU, VIPS_CONCURRENCY=1,
-p50 of 5 runs; obama_and_biden.jpg, two faces, and 12 MP and 24 MP JPEG Q90 copies of it):
+Measured on one core (`bench/faces.py --detect`: pinned to one CPU, CPU seconds, p50 of 5;
+obama_and_biden.jpg with its three faces, and 12 MP and 24 MP JPEG Q90 copies of it):
 
-    photo                 whole detect()        of which (upsample=1)
-                          upsample=0  =1        decode to 1600 px   HOG     landmarks + descriptor
-    2000×1428, 2.9 MP     0.28 s      0.64 s    45 ms               480 ms  63 ms per face
-    4100×2927, 12 MP      0.27 s      0.61 s    42 ms               452 ms  64 ms per face
-    5800×4141, 24 MP      0.30 s      0.67 s    68 ms               446 ms  62 ms per face
+    photo                 detect()   decode to 1500 px   HOG (luma)   turned ±20°   per face
+    2000×1428, 2.9 MP     0.67 s     51 ms               288 ms       160 ms        58 ms
+    4100×2927, 12 MP      0.645 s    40 ms               273 ms       146 ms        59 ms
+    5800×4141, 24 MP      0.67 s     68 ms               275 ms       147 ms        58 ms
 
-So the cost hardly depends on the megapixels (shrink-on-load) and is mostly HOG on the 1600 px
-decode; upsample=1 (the default, see `DEFAULT_UPSAMPLE`) makes a photo ~2.2× as slow. One set
-of models loads in 0.27 s and takes ~33 MB; two threads on two cores detect 1.64× as many
-photos per second as one (dlib releases the GIL; see `ModelPool`).
+So the cost hardly depends on the megapixels (shrink-on-load) and is mostly HOG; upsample=1
+(the default, see `DEFAULT_UPSAMPLE`) is most of it. One set of models loads in 0.27 s and
+takes ~33 MB; two threads on two cores detect 1.64× as many photos per second as one (dlib
+releases the GIL; see `ModelPool`). docs/faces.md has the recall figures behind each default.
 """
 
 from __future__ import annotations
