@@ -33,11 +33,11 @@ def libpq_url(url: str) -> str:
 # Seconds before a connection attempt to an unresponsive server fails (unless DATABASE_URL sets
 # `connect_timeout` itself).
 CONNECT_TIMEOUT_SECONDS = 5
-# The async pool: requests wait for a connection on the event loop (no thread each), so it need
-# not match the thread pool; 20 covers 32 concurrent clients with room (measured: no new
-# PostgreSQL session at c=32). No pre-ping (a round trip per checkout): a connection the server
-# dropped fails its statement, which is a 503 with Retry-After (faults.py) and invalidates the
-# whole pool, so the next request reconnects; connections older than this are replaced anyway.
+# The async pool: a request waits for a connection on the event loop (no thread each), so the
+# pool need not match the thread pool; 16, never more, bounds PostgreSQL's backends (32
+# concurrent clients queue for them). No pre-ping (a round trip per checkout): a connection the
+# server dropped fails its statement, which is a 503 with Retry-After (faults.py) and
+# invalidates the whole pool, so the next request reconnects; older connections are replaced.
 ASYNC_POOL_SIZE = 16
 ASYNC_MAX_OVERFLOW = 0
 ASYNC_POOL_RECYCLE_SECONDS = 600
