@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from mediaplane.media_api import service
 from mediaplane.projects.models import ProjectDeletion
@@ -112,3 +112,27 @@ def test_refusals_on_the_fast_path_write_nothing(
             .where(PendingUpload.project_id == project)
         )
     assert count == 1
+
+
+def test_a_dropped_pooled_connection_costs_no_error(
+    client: TestClient, make_token, runtime: Runtime
+) -> None:
+    """The fast path's pool does not ping: a connection the server ended (a restart, a
+    failover) fails its statement, and the request is answered by the full path instead."""
+    project = uuid.uuid4()
+    pat = bearer(make_token(aud="media", roles=["photographer"], sub="pat"))
+    for _ in range(2):  # the second one leaves a connection in the fast path's pool
+        assert client.post(ROUTE, json={"projectId": str(project)}, headers=pat).status_code == 201
+    with runtime.database.engine.connect() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'INSERT INTO uploads%'"
+            )
+        ).all()
+    assert ended
+
+    answers = [client.post(ROUTE, json={"projectId": str(project)}, headers=pat) for _ in range(2)]
+
+    assert [r.status_code for r in answers] == [201, 201], answers[0].text
+    assert len(rows_of(runtime, project)) == 4

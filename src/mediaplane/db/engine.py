@@ -36,8 +36,9 @@ CONNECT_TIMEOUT_SECONDS = 5
 # The async pool: a request waits for a connection on the event loop (no thread each), so the
 # pool need not match the thread pool; 16, never more, bounds PostgreSQL's backends (32
 # concurrent clients queue for them). No pre-ping (a round trip per checkout): a connection the
-# server dropped fails its statement, which is a 503 with Retry-After (faults.py) and
-# invalidates the whole pool, so the next request reconnects; older connections are replaced.
+# server dropped fails its statement and invalidates the whole pool; the route then answers
+# through its full path on the pinged sync engine (a 503 with Retry-After, faults.py, while the
+# database is down), and the next request reconnects. Older connections are replaced.
 ASYNC_POOL_SIZE = 16
 ASYNC_MAX_OVERFLOW = 0
 ASYNC_POOL_RECYCLE_SECONDS = 600

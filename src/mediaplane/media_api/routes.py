@@ -9,6 +9,7 @@ from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
+import sqlalchemy.exc
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
@@ -174,16 +175,25 @@ async def fast_photo_upload_url(request: Request) -> Response | None:
     if principal is None:
         return None
     settings, db, store = _deps(request)
-    async with db.async_engine.connect() as conn:
-        issued = await service.create_member_photo_upload(
-            conn,
-            store,
-            settings,
-            photographer_id=principal.subject,
-            project_id=body.project_id,
-            now=datetime.now(UTC),
-            content_type=body.content_type,
-        )
+    try:
+        async with db.async_engine.connect() as conn:
+            issued = await service.create_member_photo_upload(
+                conn,
+                store,
+                settings,
+                photographer_id=principal.subject,
+                project_id=body.project_id,
+                now=datetime.now(UTC),
+                content_type=body.content_type,
+            )
+    except sqlalchemy.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # A pooled connection the server dropped (restart, failover; this pool does not ping):
+        # the pool is now invalidated, and the full path, whose engine pings, answers (a 503
+        # if the database is still down). At worst the lost INSERT had committed: a pending
+        # row no URL was given for, which the sweeper expires.
+        issued = None
     if issued is None:
         answer = await anyio.to_thread.run_sync(_photo_upload_url, request, principal, body)
     else:
