@@ -12,6 +12,7 @@ import anyio.to_thread
 import sqlalchemy.exc
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediaplane.auth import (
     AUDIENCE_BACKOFFICE,
@@ -168,8 +169,14 @@ async def fast_photo_upload_url(request: Request) -> Response | None:
     if not _is_json(request.headers.get("content-type")):
         return None
     try:
-        body = PhotoUploadRequest.model_validate_json(await request.body())
-    except Exception:  # invalid, or the body could not be read: the declared route says why
+        raw = await request.body()
+    except Exception as exc:
+        # What FastAPI answers when the body cannot be read (a disconnect; BodyLimit's cut,
+        # which BodyLimit then turns into its 413). Not retried: the stream is spent.
+        raise StarletteHTTPException(400, "There was an error parsing the body") from exc
+    try:
+        body = PhotoUploadRequest.model_validate_json(raw)
+    except ValueError:  # pydantic's ValidationError: the declared route says why
         return None
     principal = await photographer_guard.check_on_loop(request)
     if principal is None:
