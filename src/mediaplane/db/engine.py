@@ -33,13 +33,14 @@ def libpq_url(url: str) -> str:
 # Seconds before a connection attempt to an unresponsive server fails (unless DATABASE_URL sets
 # `connect_timeout` itself).
 CONNECT_TIMEOUT_SECONDS = 5
-# The async pool: a request waits for a connection on the event loop (no thread each), so the
-# pool need not match the thread pool; 16, never more, bounds PostgreSQL's backends (32
-# concurrent clients queue for them). No pre-ping (a round trip per checkout): a connection the
-# server dropped fails its statement and invalidates the whole pool; the route then answers
-# through its full path on the pinged sync engine (a 503 with Retry-After, faults.py, while the
-# database is down), and the next request reconnects. Older connections are replaced.
-ASYNC_POOL_SIZE = 16
+# The async pool: 32, never more (PostgreSQL's budget: 50 sync + 32 + the worker's 4, under the
+# default max_connections of 100). With 16, 32 concurrent clients queued for connections, and
+# that wait (greenlet + asyncio) cost ~0.3 ms of CPU per request (bench/upload_urls.py).
+# No pre-ping (a round trip per checkout): a connection the server dropped fails its statement
+# and invalidates the whole pool; the route then answers through its full path on the pinged
+# sync engine (a 503 with Retry-After, faults.py, while the database is down), and the next
+# request reconnects. Older connections are replaced.
+ASYNC_POOL_SIZE = 32
 ASYNC_MAX_OVERFLOW = 0
 ASYNC_POOL_RECYCLE_SECONDS = 600
 
