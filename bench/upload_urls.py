@@ -13,7 +13,7 @@ What it does (see bench/README.md for the figures):
 2. Warm-up, then a single-client baseline (requests one after another), then 32 concurrent
    clients (one httpx.AsyncClient, keep-alive pool of 32 connections) sending a fixed number of
    requests. Every answer must be 201 with an `uploadUrl`; anything else is counted as an error.
-   Each request is a JWT check, one PostgreSQL transaction (supersede + insert) and a presign.
+   Each request is a JWT check, one conditional INSERT (the route's fast path) and a presign.
 3. Peer figures, in this process, on the same machine and in the same run: the raw presign of one
    PUT URL with boto3's `generate_presigned_url` (SigV4: what the S3 backend does per request,
    through `S3ObjectStore.presign_put`) and with the local HMAC signer

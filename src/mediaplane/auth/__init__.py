@@ -5,7 +5,7 @@ picks the key source from settings (JWKS URL, PEM public key, HS256 secret, or t
 key) once, at app start. `mint_dev_token` backs `mediaplane token` in dev.
 """
 
-from mediaplane.auth.dependencies import require_principal
+from mediaplane.auth.dependencies import Guard, require_principal
 from mediaplane.auth.devtokens import dev_public_jwk, mint_dev_token
 from mediaplane.auth.tokens import Principal, TokenVerifier, build_verifier
 
@@ -17,6 +17,7 @@ AUDIENCE_BACKOFFICE = "backoffice"
 __all__ = [
     "AUDIENCE_BACKOFFICE",
     "AUDIENCE_MEDIA",
+    "Guard",
     "Principal",
     "TokenVerifier",
     "build_verifier",

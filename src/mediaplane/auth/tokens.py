@@ -177,6 +177,11 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._role_claims = tuple(role_claims)
 
+    @property
+    def may_block(self) -> bool:
+        """Whether `verify` may wait on the network (a JWKS fetch); only a fixed key never does."""
+        return not isinstance(self._keys, StaticKey)
+
     def verify(self, token: str, *, audiences: Collection[str]) -> Principal:
         """Check signature, `exp`/`nbf`/`iat`, `iss` and `sub`, then match `aud`.
 

@@ -9,10 +9,18 @@ from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
+import sqlalchemy.exc
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mediaplane.auth import AUDIENCE_BACKOFFICE, AUDIENCE_MEDIA, Principal, require_principal
+from mediaplane.auth import (
+    AUDIENCE_BACKOFFICE,
+    AUDIENCE_MEDIA,
+    Guard,
+    Principal,
+    require_principal,
+)
 from mediaplane.consent import Purpose, require_consent
 from mediaplane.db import Database
 from mediaplane.errors import Conflict, Forbidden, NotFound, Unauthenticated
@@ -39,13 +47,14 @@ from mediaplane.projects.erasure import erase_photos
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, Signal, UploadKind, UploadStatus, UploadTracker
-from mediaplane.web import ProblemRoute
+from mediaplane.web import ProblemRoute, fast_path_route
 
 router = APIRouter(prefix="/v1", route_class=ProblemRoute, tags=["media"])
 
 user = require_principal(AUDIENCE_MEDIA, roles=["user"])
 consenting_user = require_consent(Purpose.BIOMETRIC_PROCESSING, principal=user)
-media_photographer = require_principal(AUDIENCE_MEDIA, roles=["photographer"])
+photographer_guard = Guard.of(AUDIENCE_MEDIA, roles=["photographer"])
+media_photographer = photographer_guard.dependency()
 backoffice_photographer = require_principal(AUDIENCE_BACKOFFICE, roles=["photographer"])
 operator = require_principal(AUDIENCE_BACKOFFICE, roles=["operator"])
 _photographer_or_operator = require_principal(
@@ -139,7 +148,6 @@ def _photo_upload_url(
     )
 
 
-@router.post("/photos/upload-url", status_code=201, response_model=PhotoUploadURL)
 def photo_upload_url(
     request: Request,
     body: PhotoUploadRequest,
@@ -147,6 +155,80 @@ def photo_upload_url(
 ) -> PhotoUploadURL:
     """A presigned PUT for a project photo (audience media, role photographer)."""
     return _photo_upload_url(request, principal, body)
+
+
+async def fast_photo_upload_url(request: Request) -> Response | None:
+    """`photo_upload_url` for a well-formed request (JSON body, bearer token), on the event
+    loop: no dependency solving, no thread; a member uploading into a live project gets one
+    conditional INSERT (`service.create_member_photo_upload`). A first upload into a project
+    (open mode) or a refusal takes `_photo_upload_url` in the thread pool; a request this does
+    not parse takes the declared route (`web.fast_path_route`). docs/decisions.md,
+    "Performance, round 2".
+    """
+    # FastAPI's order: the body is parsed before the token is checked.
+    if not _is_json(request.headers.get("content-type")):
+        return None
+    try:
+        raw = await request.body()
+    except Exception as exc:
+        # What FastAPI answers when the body cannot be read (a disconnect; BodyLimit's cut,
+        # which BodyLimit then turns into its 413). Not retried: the stream is spent.
+        raise StarletteHTTPException(400, "There was an error parsing the body") from exc
+    try:
+        body = PhotoUploadRequest.model_validate_json(raw)
+    except ValueError:  # pydantic's ValidationError: the declared route says why
+        return None
+    principal = await photographer_guard.check_on_loop(request)
+    if principal is None:
+        return None
+    settings, db, store = _deps(request)
+    try:
+        async with db.async_engine.connect() as conn:
+            issued = await service.create_member_photo_upload(
+                conn,
+                store,
+                settings,
+                photographer_id=principal.subject,
+                project_id=body.project_id,
+                now=datetime.now(UTC),
+                content_type=body.content_type,
+            )
+    except sqlalchemy.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # A pooled connection the server dropped (restart, failover; this pool does not ping):
+        # the pool is now invalidated, and the full path, whose engine pings, answers (a 503
+        # if the database is still down). At worst the lost INSERT had committed: a pending
+        # row no URL was given for, which the sweeper expires.
+        issued = None
+    if issued is None:
+        answer = await anyio.to_thread.run_sync(_photo_upload_url, request, principal, body)
+    else:
+        answer = PhotoUploadURL(
+            photo_id=issued.upload_id,
+            upload_url=issued.url,
+            headers=_put_headers(body.content_type),
+            key=issued.key,
+            expires_in_seconds=settings.upload_url_ttl_seconds,
+        )
+    # What FastAPI sends for the declared route's response_model.
+    return Response(
+        answer.model_dump_json(by_alias=True), status_code=201, media_type="application/json"
+    )
+
+
+def _is_json(content_type: str | None) -> bool:
+    return content_type is not None and content_type.strip().lower() == "application/json"
+
+
+router.add_api_route(
+    "/photos/upload-url",
+    photo_upload_url,
+    methods=["POST"],
+    status_code=201,
+    response_model=PhotoUploadURL,
+    route_class_override=fast_path_route(fast_photo_upload_url),
+)
 
 
 @router.post("/photos/upload-urls", status_code=201, response_model=PhotoUploadURLs)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime
-from typing import TypeVar
+from functools import cache
+from typing import NamedTuple, TypeVar
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Insert, Select, and_, bindparam, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
 from mediaplane.errors import InvalidInput, NotFound
@@ -29,6 +31,7 @@ from mediaplane.media_api.schemas import (
     SelfieView,
     StepView,
 )
+from mediaplane.projects import service as projects
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
@@ -85,6 +88,64 @@ def create_photo_upload(
         fresh_key=True,
         content_type=content_type,
     )
+
+
+class IssuedURL(NamedTuple):
+    upload_id: uuid.UUID
+    key: str
+    url: str
+
+
+async def create_member_photo_upload(
+    conn: AsyncConnection,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    photographer_id: str,
+    project_id: uuid.UUID,
+    now: datetime,
+    content_type: str = uploads.UPLOAD_CONTENT_TYPE,
+) -> IssuedURL | None:
+    """`create_photo_upload` for a photographer already a member of a live project, in one
+    statement on an autocommit connection (the hot path: no ORM, no thread); None, and nothing
+    written, when `projects.upload_allowed` does not hold: the caller then takes the full path
+    (`authorize_upload` + `create_photo_upload`), which refuses or creates the project."""
+    if content_type not in uploads.UPLOAD_CONTENT_TYPES:
+        raise ValueError(f"{content_type!r} is not an upload content type")
+    photo_id = uuid.uuid4()
+    key = storage_keys.photo_key(project_id, photo_id)
+    [values] = uploads.pending_values(
+        store,
+        kind=UploadKind.PHOTO,
+        owner_id=photographer_id,
+        uploads=[uploads.NewUpload(key, photo_id)],
+        project_id=project_id,
+        max_bytes=settings.photo_max_bytes,
+        ttl_seconds=settings.upload_url_ttl_seconds,
+        grace_seconds=settings.upload_sweep_grace_seconds,
+        now=now,
+        content_type=content_type,
+    )
+    # Signed before the row is written: a URL is only returned for a row that was.
+    url = store.presign_put(
+        key, content_type=content_type, expires_in=settings.upload_url_ttl_seconds
+    )
+    result = await conn.execute(_insert_if_allowed(), values)
+    return IssuedURL(photo_id, key, url) if result.rowcount == 1 else None
+
+
+@cache
+def _insert_if_allowed() -> Insert:
+    """INSERT INTO uploads (...) SELECT <the row> WHERE <projects.upload_allowed>, built once
+    with one bind parameter per column (`uploads.pending_values`)."""
+    table = uploads.UPLOADS
+    # The psycopg dialect types each parameter (`%(id)s::UUID`), as PostgreSQL needs in a SELECT.
+    names = uploads.INSERTED_COLUMNS
+    values = [bindparam(n, type_=table.c[n].type) for n in names]
+    allowed = projects.upload_allowed(bindparam("project_id"), bindparam("owner_id"))
+    # rowcount (1: inserted, 0: not allowed) is only kept for INSERT when asked for.
+    statement = insert(table).from_select(names, select(*values).where(allowed))
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def create_photo_uploads(

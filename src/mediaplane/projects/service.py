@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -183,6 +183,19 @@ def list_for_attendee(session: Session, *, user_id: str) -> list[Appearance]:
 
 def deletion_of(session: Session, *, project_id: uuid.UUID) -> ProjectDeletion | None:
     return session.get(ProjectDeletion, project_id)
+
+
+def upload_allowed(project_id: object, photographer_id: object) -> ColumnElement[bool]:
+    """SQL for where `authorize_upload` lets a photographer through without creating anything:
+    a member of the project (which therefore exists), the project not (being) erased. The
+    arguments are values or bind parameters. Where it is false, `authorize_upload` says why (or
+    creates the project, in open mode)."""
+    member = exists().where(
+        ProjectPhotographer.project_id == project_id,
+        ProjectPhotographer.user_id == photographer_id,
+    )
+    deleted = exists().where(ProjectDeletion.project_id == project_id)
+    return and_(member, ~deleted)
 
 
 def authorize_upload(
