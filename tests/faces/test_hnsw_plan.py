@@ -2,9 +2,10 @@
 search finds.
 
 The fixtures' faces (dlib, real photos) sit among thousands of synthetic descriptors drawn
-around them, plus a crowd of near-copies of one face: more than `hnsw.ef_search` (40), so the
-index's iterative scan has to go on past its first candidates. The query checked is the one
-`PgvectorIndex` sends (captured as it runs), and the exact answer is computed in numpy.
+around them, plus a crowd of near-copies of one face: more than `hnsw.ef_search` (the
+service's `EF_SEARCH`), so the index's iterative scan has to go on past its first
+candidates. The query checked is the one `PgvectorIndex` sends (captured as it runs), and the
+exact answer is computed in numpy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from mediaplane.faces import DetectedFace, LocalFaceEngine, distance_from_similarity
-from mediaplane.faces.index import PgvectorIndex, _iterative_scan
+from mediaplane.faces.index import EF_SEARCH, PgvectorIndex, _iterative_scan
 from mediaplane.runtime import Runtime
 from tests.faces.test_engine_contract import LIMITS, fixture_bytes
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 HNSW_INDEX = "ix_photo_faces_embedding_hnsw"
 THRESHOLD = 50.0  # the default FACE_MATCH_THRESHOLD: distance 0.6
 SYNTHETIC = 20_000
-NEAR_COPIES = 120
+NEAR_COPIES = EF_SEARCH + 100  # more than one HNSW candidate list
 PHOTOS = ("biden_2.jpg", "obama_2.jpg", "obama_and_biden.jpg")
 SELFIES = {"biden": "biden_1.jpg", "obama": "obama_1.jpg"}
 
