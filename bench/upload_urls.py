@@ -35,11 +35,13 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -339,7 +341,119 @@ def peers(plan: Plan, work: Path) -> list[Rate]:
 # --- the run --------------------------------------------------------------------------------------
 
 
+WRK_SCRIPT = """
+local tokens = {%s}
+local bodies = {%s}
+local n = 0
+request = function()
+  n = n + 1
+  local i = (n %% #tokens) + 1
+  return wrk.format("POST", "%s", {["Authorization"] = "Bearer " .. tokens[i],
+    ["Content-Type"] = "application/json"}, bodies[i])
+end
+"""
+
+
+def wrk_load(server: Server, tokens: list[str], seconds: float) -> Run | None:
+    """The 32-client pass again with wrk (C, Debian's `wrk`; skipped when it is not on PATH):
+    httpx costs ~2 ms of client CPU per request, so at 32 clients the Python load generator,
+    not the server, sets the latencies. Each token keeps its own project, as in `load`."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        log("  wrk not on PATH (apt-get install wrk): no wrk pass")
+        return None
+    bodies = [json.dumps(json.dumps({"projectId": str(uuid.uuid4())})) for _ in tokens]
+    script = WRK_SCRIPT % (
+        ", ".join(json.dumps(t) for t in tokens),
+        ", ".join(bodies),
+        ROUTE,
+    )
+    run = Run(f"{CONCURRENCY} clients (wrk)", CONCURRENCY)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        procs = server.processes()
+        s0, t0 = cpu_seconds(procs), time.perf_counter()
+        done = subprocess.run(
+            [
+                wrk,
+                "-t2",
+                f"-c{CONCURRENCY}",
+                f"-d{seconds:.0f}s",
+                "--latency",
+                "-s",
+                lua.name,
+                server.base,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        run.seconds = time.perf_counter() - t0
+        s1 = cpu_seconds(procs)
+    out = done.stdout
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def latency(q: str) -> float:
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        return float(m.group(1)) * units[m.group(2)] if m else float("nan")
+
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    run.requests = total
+    run.errors = int(bad.group(1)) if bad else 0
+    good = total - run.errors
+    run.rps = good / run.seconds
+    run.p50_ms, run.p95_ms, run.p99_ms = latency("50"), latency("90"), latency("99")
+    server_cpu = sum(s1[pid] - s0.get(pid, s1[pid]) for pid in s1)
+    run.server_cpu_ms_per_req = 1000 * server_cpu / good if good else float("nan")
+    run.server_cpu_pct = 100 * server_cpu / run.seconds
+    run.client_cpu_pct = float("nan")
+    if run.errors:
+        run.first_error = f"{run.errors} answers were not 2xx"
+    log(
+        f"  {run.name}: {run.rps:.0f} req/s, p50 {run.p50_ms:.1f} ms, p90 {run.p95_ms:.1f} ms, "
+        f"p99 {run.p99_ms:.1f} ms, server CPU {run.server_cpu_ms_per_req:.2f} ms/req"
+    )
+    return run
+
+
+class PeakRss:
+    """The API process's peak resident memory while the passes run (sampled every 20 ms)."""
+
+    def __init__(self, server: Server) -> None:
+        assert server.proc is not None
+        self.procs = [psutil.Process(server.proc.pid)]  # the API process (uvicorn, in-process)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            rss = 0
+            for p in self.procs:
+                with contextlib.suppress(psutil.Error):
+                    rss += p.memory_info().rss
+            self.peak = max(self.peak, rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 async def measure(plan: Plan, server: Server) -> dict[str, Any]:
+    with PeakRss(server) as rss:
+        out = await _measure(plan, server)
+    out["api_peak_rss_mb"] = round(rss.peak / 2**20, 1)
+    log(f"  API process peak RSS {out['api_peak_rss_mb']} MB (goal ≤ 300 MB)")
+    return out
+
+
+async def _measure(plan: Plan, server: Server) -> dict[str, Any]:
     tokens = server.tokens(TOKENS)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=server.base, limits=limits, timeout=60) as client:
@@ -365,7 +479,11 @@ async def measure(plan: Plan, server: Server) -> dict[str, Any]:
             concurrency=CONCURRENCY,
             total=plan.concurrent,
         )
-    return {"baseline": baseline.summary(), "concurrent": concurrent.summary()}
+    out: dict[str, Any] = {"baseline": baseline.summary(), "concurrent": concurrent.summary()}
+    with_wrk = wrk_load(server, tokens, seconds=5 if plan.quick else 10)
+    if with_wrk is not None:
+        out["concurrent_wrk"] = with_wrk.summary()
+    return out
 
 
 def render(report: dict[str, Any]) -> str:
@@ -383,7 +501,9 @@ def render(report: dict[str, Any]) -> str:
         "-" * len(head),
     ]
     for storage, http in by_storage.items():
-        for r in (http["baseline"], http["concurrent"]):
+        for r in (http["baseline"], http["concurrent"], http.get("concurrent_wrk")):
+            if r is None:
+                continue
             label = f"{storage}: {r['name']} ({r['requests']} req)"
             lines.append(
                 f"{label:<34} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} "
@@ -391,6 +511,11 @@ def render(report: dict[str, Any]) -> str:
                 f"{r['server_cpu_pct']:>6.0f}% {r['client_cpu_pct']:>6.0f}% "
                 f"{r['postgres_sessions_opened']!s:>7} {r['errors']:>6}"
             )
+    lines.append(
+        "API process peak RSS during the passes: "
+        + ", ".join(f"{st} {h['api_peak_rss_mb']} MB" for st, h in by_storage.items())
+        + " (goal ≤ 300 MB)"
+    )
     if "s3_over_local" in report:
         ratio = report["s3_over_local"]
         lines += [
@@ -412,10 +537,11 @@ def render(report: dict[str, Any]) -> str:
     lines += [
         "",
         "server CPU: CPU time of the server process and its PostgreSQL per request (not the "
-        "S3 server's: presigning never calls it); srv CPU / client: % of one core used by the "
-        "server / by this load generator during the pass; PG sess: PostgreSQL sessions opened "
-        "during the pass (connections the pool did not keep). Share of server CPU: against the "
-        f"{next(iter(by_storage))} server at c={CONCURRENCY}.",
+        "S3 server's: presigning never calls it); (wrk): the 32-client pass with Debian's wrk, "
+        "a C load generator (its p95 column is wrk's p90); srv CPU / client: % of one core used "
+        "by the server / by this load generator during the pass; PG sess: PostgreSQL sessions "
+        "opened during the pass (connections the pool did not keep). Share of server CPU: "
+        f"against the {next(iter(by_storage))} server at c={CONCURRENCY}.",
         f"Server start {report['server']['start_seconds']} s; load average (1/5/15 min) "
         f"{report['load_average_before']} before, {report['load_average_after']} after the "
         f"HTTP passes (other work on the machine competes with both sides). Whole run "
@@ -451,6 +577,13 @@ def summary_line(report: dict[str, Any]) -> str:
             f" 1 client {base['rps']:.0f} req/s (p50 {base['p50_ms']:.2f} ms); server CPU "
             f"{conc['server_cpu_ms_per_req']:.2f} ms/req"
         )
+        if "concurrent_wrk" in http:
+            w = http["concurrent_wrk"]
+            parts.append(
+                f"{storage} with wrk: {w['rps']:.0f} req/s at c={CONCURRENCY} (p50 "
+                f"{w['p50_ms']:.1f} / p99 {w['p99_ms']:.1f} ms), server CPU "
+                f"{w['server_cpu_ms_per_req']:.2f} ms/req"
+            )
     if "s3_over_local" in report:
         parts.append(
             "S3/local "
