@@ -49,6 +49,11 @@ def _has_vectors() -> ColumnElement[bool]:
     )
 
 
+def has_vectors(session: Session, *, project_id: uuid.UUID) -> bool:
+    """Whether any photo face of the project still has a descriptor (pgvector or Rekognition)."""
+    return bool(session.scalar(select(_has_vectors()).where(Project.id == project_id)))
+
+
 def vectors_expired(session: Session, *, project_id: uuid.UUID, cutoff: datetime) -> bool:
     """Whether the project ended before `cutoff` (now minus the retention)."""
     end = session.scalar(select(_project_end()).where(Project.id == project_id))

@@ -24,7 +24,7 @@ from mediaplane.faces.engine import DetectedFace, FaceEngine
 from mediaplane.faces.index import Candidate, FaceIndex, box_json
 from mediaplane.faces.matching import Exclusions, assign
 from mediaplane.faces.models import FaceMatch, MatchRejection, PhotoFace, SelfieFace
-from mediaplane.faces.retention import vectors_expired
+from mediaplane.faces.retention import has_vectors, vectors_expired
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
 from mediaplane.uploads.service import accepted_key
@@ -240,7 +240,8 @@ class FaceMatcher:
                 )
                 for face in faces
             )
-        self.index.forget_vectors(session, project_id=photo.project_id)
+        if has_vectors(session, project_id=photo.project_id):  # the hourly job has not run yet
+            self.index.forget_vectors(session, project_id=photo.project_id)
         return "expired"
 
 

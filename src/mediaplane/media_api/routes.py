@@ -139,11 +139,18 @@ def _photo_upload_url(
             now=datetime.now(UTC),
             content_type=body.content_type,
         )
+    return _photo_url(settings, upload.id, upload.key, url, body.content_type)
+
+
+def _photo_url(
+    settings: Settings, photo_id: uuid.UUID, key: str, url: str, content_type: str
+) -> PhotoUploadURL:
+    """The answer for one photo upload URL (single, batch and fast path alike)."""
     return PhotoUploadURL(
-        photo_id=upload.id,
+        photo_id=photo_id,
         upload_url=url,
-        headers=_put_headers(body.content_type),
-        key=upload.key,
+        headers=_put_headers(content_type),
+        key=key,
         expires_in_seconds=settings.upload_url_ttl_seconds,
     )
 
@@ -204,13 +211,7 @@ async def fast_photo_upload_url(request: Request) -> Response | None:
     if issued is None:
         answer = await anyio.to_thread.run_sync(_photo_upload_url, request, principal, body)
     else:
-        answer = PhotoUploadURL(
-            photo_id=issued.upload_id,
-            upload_url=issued.url,
-            headers=_put_headers(body.content_type),
-            key=issued.key,
-            expires_in_seconds=settings.upload_url_ttl_seconds,
-        )
+        answer = _photo_url(settings, issued.upload_id, issued.key, issued.url, body.content_type)
     # What FastAPI sends for the declared route's response_model.
     return Response(
         answer.model_dump_json(by_alias=True), status_code=201, media_type="application/json"
@@ -252,17 +253,9 @@ def photo_upload_urls(
             now=datetime.now(UTC),
             content_type=body.content_type,
         )
-    ttl = settings.upload_url_ttl_seconds
-    headers = _put_headers(body.content_type)
     return PhotoUploadURLs(
         items=[
-            PhotoUploadURL(
-                photo_id=upload.id,
-                upload_url=url,
-                headers=headers,
-                key=upload.key,
-                expires_in_seconds=ttl,
-            )
+            _photo_url(settings, upload.id, upload.key, url, body.content_type)
             for upload, url in issued
         ]
     )
