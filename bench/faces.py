@@ -73,8 +73,9 @@ PHOTO_WIDTHS = {"12mp": 4100, "24mp": 5800}
 DIM = 128
 SPREAD = 0.9  # L2 distance between two random stored vectors (different people)
 MATCH_DISTANCE = 0.4  # L2 distance of a query from its planted match (same person)
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+# The index as migrated (0007): --m and --ef-construction build others.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 128
 EF_SEARCH = (40, 100, 200)
 TOP_K = 10
 
