@@ -1,4 +1,4 @@
-"""Benchmark of the local face engine (dlib) and of face search in PostgreSQL with pgvector.
+"""Benchmark of the local face engine (CNN + dlib) and of face search in PostgreSQL + pgvector.
 
     .venv/bin/python bench/faces.py               # ~7.5 min on 2 cores (search up to 1M faces)
     .venv/bin/python bench/faces.py --quick       # ~1 min (search up to 100k faces, no JSON)
@@ -8,20 +8,21 @@
 (r) Recall on bench/data/groups (bench/make_groups.py; 31 photos, 126 faces labelled: the
     group fixture, landscapes and textures without faces, 20 synthetic crowds of small,
     turned, dark and half-shadowed faces): per photo, faces found, missed, false positives and
-    the time of `detect()` on one core, for the engine's defaults and for its previous ones
-    (min_score 0.75, min_face_px 80) as the peer. A label is found when a box holds its centre
-    and it holds the box's centre (one box per label).
+    the time of `detect()` on one core, for the engine's defaults (the CNN) and, as peers, the
+    CNN without its second look, dlib's HOG with turned passes, and round 1's HOG. A label is
+    found when a box holds its centre and it holds the box's centre (one box per label).
 
 (a) Detection + embedding, one core (`os.sched_setaffinity(0, {0})`, `VIPS_CONCURRENCY=1`):
     `LocalFaceEngine.detect` on the group fixture (2000×1428, 2.9 MP) and on 12 MP and 24 MP
-    copies of it (upscaled with libvips, JPEG Q90, cached under /tmp), with upsample 0 and 1;
-    p50 of several runs after a warm-up, and the split into decode, HOG and descriptors. Then,
-    on both cores, two threads detecting at once (the model pool of faces/local.py).
+    copies of it (upscaled with libvips, JPEG Q90, cached under /tmp), with each detector (the
+    CNN, the default, and dlib's HOG with its turned passes as the peer); p50 of several runs
+    after a warm-up, and the default's split into decode, detection and descriptors. Then, on
+    both cores, two threads detecting at once (the model pool of faces/local.py).
 (b) Search for one face (128-d, L2 `<->`, top 10) among 10k, 100k and 1M stored synthetic
     descriptors, in an embedded PostgreSQL 18 + pgvector started in a fresh temporary
     directory (removed at the end), bulk loaded with binary COPY: exact (sequential scan, before
-    the index exists) and HNSW (`vector_l2_ops`, m=16, ef_construction=64) at
-    `hnsw.ef_search` 40 and 100, with the index build time and recall@10 against the exact
+    the index exists) and HNSW (`vector_l2_ops`, m=32, ef_construction=128, as migrated) at
+    `hnsw.ef_search` 40, 100 and 200, with the index build time and recall@10 against the exact
     answer (computed with numpy, and checked against PostgreSQL's own exact answers).
 
 Synthetic descriptors: what L2 search sees of dlib's vectors is their spread, so the stored
