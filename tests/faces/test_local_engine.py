@@ -431,3 +431,24 @@ def test_the_cnn_keeps_no_memory_call_after_call() -> None:
         assert len(cnn.find_faces(frame, 0.5)) == 3
 
     assert resident_bytes() - before < 8 * 2**20
+
+
+@pytest.mark.parametrize("kind", ["grey jpeg", "rgba png", "16-bit png", "cmyk jpeg"])
+def test_the_cnn_sees_every_kind_of_pixel_as_8_bit_srgb(
+    engine: LocalFaceEngine, detected: dict[str, list[DetectedFace]], kind: str
+) -> None:
+    # The network reads 3 bands of 8 bits (BGR); every decode is made that first.
+    photo = pyvips.Image.new_from_file(str(FACES / "obama_1.jpg"))
+    if kind == "grey jpeg":
+        data = photo.colourspace("b-w").jpegsave_buffer(Q=90)
+    elif kind == "rgba png":
+        data = photo.bandjoin(255).pngsave_buffer()
+    elif kind == "16-bit png":
+        data = photo.colourspace("rgb16").pngsave_buffer()
+    else:
+        data = photo.icc_transform("cmyk", embedded=False).jpegsave_buffer(Q=90)
+
+    faces = engine.detect(data)
+
+    assert len(faces) == 1
+    assert_boxes_close(faces[0].box, detected["obama_1.jpg"][0].box, tolerance=0.1)
