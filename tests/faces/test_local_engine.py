@@ -452,3 +452,13 @@ def test_the_cnn_sees_every_kind_of_pixel_as_8_bit_srgb(
 
     assert len(faces) == 1
     assert_boxes_close(faces[0].box, detected["obama_1.jpg"][0].box, tolerance=0.1)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (33, 2), (2, 900)])
+def test_the_cnn_takes_frames_of_any_size(engine: LocalFaceEngine, size: tuple[int, int]) -> None:
+    width, height = size
+    image = (pyvips.Image.black(width, height, bands=3) + 128).cast("uchar")
+    data = image.copy(interpretation="srgb").pngsave_buffer()
+
+    assert engine.detect(data) == []
+    assert engine.locate(data) == []
