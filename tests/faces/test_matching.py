@@ -11,7 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from mediaplane.faces import LocalFaceEngine
 from mediaplane.faces.models import FaceMatch, PhotoFace, SelfieFace
+from tests.faces.test_engine_contract import LIMITS
 from tests.imaging import factories
 from tests.jobs.helpers import SETTLED, drain, start_worker, steps_of, upload_photo, wait_until
 from tests.media_api.helpers import bearer, put_to_presigned
@@ -205,6 +207,35 @@ def tiny_face() -> bytes:
     face = pyvips.Image.new_from_file(str(FACES / "obama_1.jpg")).thumbnail_image(60)
     canvas = pyvips.Image.black(1600, 1200, bands=3) + 255
     return canvas.insert(face, 700, 500).jpegsave_buffer(Q=90)
+
+
+def selfie_with_bystander(bystander_width: int) -> bytes:
+    """obama_1.jpg (his face ~260 px wide) with Biden's face, cut from biden_2.jpg, pasted in a
+    corner at `bystander_width` px: someone behind him, or a second person beside him."""
+    import pyvips
+
+    selfie = pyvips.Image.new_from_file(str(FACES / "obama_1.jpg"))
+    biden = pyvips.Image.new_from_file(str(FACES / "biden_2.jpg")).crop(380, 230, 560, 560)
+    biden = biden.resize(bystander_width / 447)  # his face is ~447 px wide in biden_2.jpg
+    return selfie.insert(biden, selfie.width - biden.width, 0).jpegsave_buffer(Q=90)
+
+
+@pytest.mark.parametrize(("bystander_width", "status"), [(90, "indexed"), (230, "multiple_faces")])
+def test_a_face_behind_the_selfie_taker_is_a_bystander(
+    event: Event, app, bystander_width: int, status: str
+) -> None:
+    data = selfie_with_bystander(bystander_width)
+    assert len(LocalFaceEngine(limits=LIMITS).detect(data)) == 2  # both faces are found
+
+    event.consent("obama")
+    event.selfie("obama", data)
+    drain(app)
+
+    assert event.my_selfie("obama")["face"]["status"] == status
+    if status == "indexed":  # Obama's face, not the bystander's: his photos are found
+        event.photo("obama_2.jpg")
+        drain(app)
+        assert event.my_photos("obama") == {"obama_2.jpg"}
 
 
 @pytest.mark.parametrize(

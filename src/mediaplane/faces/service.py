@@ -33,6 +33,13 @@ from mediaplane.uploads.service import accepted_key
 _MATCHING_LOCK = 0x6D70_6661_6365  # "mpface"
 
 
+# A selfie is enrolled with its largest face. Another face counts (`multiple_faces`: whose
+# selfie is it?) only when it is at least this fraction of that face's width: a selfie taken at
+# an event has people behind, and the detector finds faces from 50 px. Faces less than half as
+# wide are bystanders (docs/faces.md, "Selfies").
+SECOND_FACE_RATIO = 0.5
+
+
 class SelfieRejected(InvalidInput):
     """reason: `no_face` or `multiple_faces` — shown to the user on GET /v1/me/selfie."""
 
@@ -162,8 +169,10 @@ class FaceMatcher:
         faces = self.engine.detect(image)
         if not faces:
             raise SelfieRejected("no_face", "no face was found in the selfie")
-        if len(faces) > 1:
-            raise SelfieRejected("multiple_faces", f"{len(faces)} faces in the selfie; one needed")
+        others = [f for f in faces[1:] if f.box.width >= SECOND_FACE_RATIO * faces[0].box.width]
+        if others:
+            count = 1 + len(others)
+            raise SelfieRejected("multiple_faces", f"{count} faces in the selfie; one needed")
         now = datetime.now(UTC)
         with session_factory() as session:
             _lock_matching(session)
