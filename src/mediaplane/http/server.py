@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import heapq
+import itertools
 import logging
 import resource
 import socket
@@ -63,6 +64,9 @@ HEAD_TIMEOUT = _raw_response(b"408 Request Timeout", "request_head_timeout")
 OVER_CAPACITY = _raw_response(b"503 Service Unavailable", "too_many_connections")
 
 
+_WAITING_TURNS = itertools.count()
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus a head deadline and size limit, a body idle timeout
     and a connection cap (see the module docstring). `limits` is set by `guarded_protocol`."""
@@ -75,6 +79,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         self._head_bytes = 0
         self._waiting_since = 0.0
+        self._waiting_turn = 0
         self._in_body = False
         self._body_seen_at = 0.0
         self._guard: asyncio.TimerHandle | None = None
@@ -169,6 +174,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         self._head_bytes = 0
         self._waiting_since = self._loop.time()
+        # The order connections began waiting in. Not `_waiting_since`: uvloop's clock ticks in
+        # milliseconds and is read once per turn of the loop, so a burst of connections all
+        # start waiting at the same time, and the "oldest" among them would be any of them.
+        self._waiting_turn = next(_WAITING_TURNS)
         self._arm(self.limits.header_timeout_seconds)
 
     def _arm(self, delay: float) -> None:
@@ -211,7 +220,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _make_room(self) -> None:
         """Close the connections waiting longest for a request head, until under the cap."""
-        excess = len(self.connections) - self.limits.max_connections
+        # Connections closed to make room stay in the set until a later turn of the loop: they
+        # do not count, or each arrival of a burst would close more than it needs.
+        live = [c for c in self.connections if not c.transport.is_closing()]
+        excess = len(live) - self.limits.max_connections
+        if excess <= 0:
+            return
         idle = [
             c
             for c in self.connections
@@ -220,7 +234,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and c._awaiting_head
             and not c.transport.is_closing()
         ]
-        oldest = heapq.nsmallest(excess, idle, key=lambda c: c._waiting_since)
+        oldest = heapq.nsmallest(excess, idle, key=lambda c: c._waiting_turn)
         for connection in oldest:
             connection._close_quietly()
         CLOSED.labels("evicted_over_cap").inc(len(oldest))
