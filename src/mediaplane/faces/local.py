@@ -91,7 +91,7 @@ DEFAULT_TURNS: tuple[float, ...] = (20.0, -20.0)
 DEFAULT_TURN_SCALE = 1.0
 # The detector: "cnn" (libfacedetection, faces/cnn.py) wherever its wheel installs, else "hog"
 # (dlib's HOG with the passes above). On the labelled group set the CNN finds every face ≥ 60 px
-# (HOG: 97 of 101) at a third of the CPU (docs/faces.md, "A CNN detector").
+# (HOG: 97 of 101) at 0.74× the CPU (docs/faces.md, "A CNN detector").
 DETECTORS = ("cnn", "hog")
 # The CNN's confidence (0-1) cut: boxes from 0.5 to 0.6 are kept only when a second look
 # confirms them (faces/cnn.py, `SURE_SCORE`). On the labelled set true faces scored 0.59-0.99
