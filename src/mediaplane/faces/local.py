@@ -333,33 +333,27 @@ LEVEL_EYES_FROM_DEGREES = 10.0
 def _cnn_hit(face: cnn.CnnFace, width: int, height: int) -> _Hit:
     """The CNN's face as a `_Hit`: the square HOG would give (`hog_square`), in a frame turned
     to level the eyes when they are tilted `LEVEL_EYES_FROM_DEGREES` or more."""
-    rect = hog_square(face)
+    (cx, cy), half = hog_square(face)
     (ax, ay), (bx, by) = sorted(face.landmarks[:2])  # the eyes, left to right in the image
     roll = math.degrees(math.atan2(by - ay, bx - ax))
-    if not LEVEL_EYES_FROM_DEGREES <= abs(roll) <= 45:
-        return _Hit(rect=rect, score=face.score, turn=None)
-    turn = _Turn(-roll, width, height)
-    x, y = turn.forward((rect.left() + rect.right() + 1) / 2, (rect.top() + rect.bottom() + 1) / 2)
-    half = rect.width() / 2
-    turned = dlib.rectangle(
-        round(x - half), round(y - half), round(x + half) - 1, round(y + half) - 1
-    )
-    return _Hit(rect=turned, score=face.score, turn=turn)
-
-
-def hog_square(face: cnn.CnnFace) -> Any:
-    """The dlib rectangle HOG would give for a face the CNN found. The CNN's box runs from
-    forehead to chin; HOG's is a square from the brows down, and dlib's landmark model was
-    trained on HOG's. Fitted by least squares on the 118 faces both detectors found in the
-    labelled set and the fixtures: with it, descriptors of Obama's and Biden's faces lie as near
-    their reference as HOG's own (median 0.27-0.28 both; docs/faces.md)."""
-    w, h = face.width, face.height
-    cx = face.x + w / 2 + 0.016 * w
-    cy = face.y + h / 2 + 0.291 * w - 0.160 * h
-    half = (0.586 * w + 0.353 * h) / 2
-    return dlib.rectangle(
+    turn = _Turn(-roll, width, height) if LEVEL_EYES_FROM_DEGREES <= abs(roll) <= 45 else None
+    if turn is not None:
+        cx, cy = turn.forward(cx, cy)
+    rect = dlib.rectangle(
         round(cx - half), round(cy - half), round(cx + half) - 1, round(cy + half) - 1
     )
+    return _Hit(rect=rect, score=face.score, turn=turn)
+
+
+def hog_square(face: cnn.CnnFace) -> tuple[tuple[float, float], float]:
+    """Centre and half side of the square HOG would give for a face the CNN found. The CNN's
+    box runs from forehead to chin; HOG's is a square from the brows down, and dlib's landmark
+    model was trained on HOG's. Fitted by least squares on the 118 faces both detectors found in
+    the labelled set and the fixtures: with it, descriptors of Obama's and Biden's faces lie as
+    near their reference as HOG's own (median 0.27-0.28 both; docs/faces.md)."""
+    w, h = face.width, face.height
+    centre = (face.x + w / 2 + 0.016 * w, face.y + h / 2 + 0.291 * w - 0.160 * h)
+    return centre, (0.586 * w + 0.353 * h) / 2
 
 
 def quality_from_score(score: float) -> float:
