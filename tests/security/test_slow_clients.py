@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import time
 from urllib.parse import urlsplit
@@ -204,5 +205,5 @@ def test_pipelined_requests_are_all_answered(app: FastAPI) -> None:
             chunk = sock.recv(65536)
             assert chunk, data
             data += chunk
-        assert data.count(b"HTTP/1.1 200") == 3
-        assert b"408" not in data
+        # Status lines only: a random request id can hold the digits "408".
+        assert re.findall(rb"HTTP/1\.1 (\d{3})", data) == [b"200"] * 3
