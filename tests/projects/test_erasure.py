@@ -273,7 +273,7 @@ def test_a_step_finishing_after_the_deletion_leaves_nothing_behind(event: Event)
     store = event.app.state.store
     thumb = f"photos/{event.project}/{photo_id}/thumb-400.jpg"
 
-    def work_racing_the_deletion(env, photo) -> dict[str, object]:
+    def work_racing_the_deletion(env, photo, original) -> dict[str, object]:
         deleted = event.client.delete(f"/v1/photos/{photo_id}", headers=event.pat)
         assert deleted.status_code == 204
         store.put(thumb, io.BytesIO(b"\xff\xd8\xff"), content_type="image/jpeg")

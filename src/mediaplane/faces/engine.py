@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from mediaplane.imaging.derivatives import Original
+
 
 @dataclass(frozen=True)
 class Box:
@@ -38,8 +40,9 @@ class DetectedFace:
 class FaceEngine(Protocol):
     name: str
 
-    def detect(self, image: bytes) -> list[DetectedFace]:
-        """Faces big and clear enough to match, largest first; [] when none.
+    def detect(self, image: bytes | Original) -> list[DetectedFace]:
+        """Faces big and clear enough to match, largest first; [] when none. An `Original`
+        lets the engine share the photo's one decode with the other steps.
 
         Raises `ImageRejected` (mediaplane.imaging) for input that is not a decodable image.
         """

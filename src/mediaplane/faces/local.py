@@ -51,10 +51,8 @@ import pyvips
 
 from mediaplane.faces import cnn
 from mediaplane.faces.engine import Box, DetectedFace
-from mediaplane.imaging.budget import decoding
-from mediaplane.imaging.derivatives import decode_within, opaque_srgb
-from mediaplane.imaging.header import upright_size
-from mediaplane.imaging.inspect import libvips_errors, open_checked
+from mediaplane.imaging.derivatives import Fit, Original
+from mediaplane.imaging.inspect import libvips_errors
 from mediaplane.imaging.limits import ImageLimits
 
 # Defaults, from the measurements in docs/faces.md.
@@ -149,7 +147,7 @@ class LocalFaceEngine:
         self.detector = detector
         self.min_confidence = min_confidence
 
-    def detect(self, image: bytes) -> list[DetectedFace]:
+    def detect(self, image: bytes | Original) -> list[DetectedFace]:
         """Faces at least `min_face_px` wide in the original and scoring `min_score` or more,
         largest first, in pixels of the upright original; raises `ImageRejected`."""
         decoded = self._decode(image)
@@ -157,7 +155,7 @@ class LocalFaceEngine:
             faces = [self._describe(models, decoded, hit) for hit in self._find(models, decoded)]
         return sorted(faces, key=lambda f: (f.box.width * f.box.height, f.quality), reverse=True)
 
-    def locate(self, image: bytes) -> list[Box]:
+    def locate(self, image: bytes | Original) -> list[Box]:
         """The boxes `detect` would give, largest first, without landmarks or descriptors
         (for cropping: nothing about who it is is computed)."""
         decoded = self._decode(image)
@@ -165,13 +163,16 @@ class LocalFaceEngine:
             boxes = [hit.box(decoded) for hit in self._find(models, decoded)]
         return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
 
-    def _decode(self, image: bytes) -> _Decoded:
-        fmt, header, _ = open_checked(image, self.limits)
-        width, height = upright_size(header)
-        wait = self.limits.decode_wait_seconds
-        with decoding(fmt, header, wait_seconds=wait), libvips_errors():
-            decoded = decode_within(image, fmt, header, width=self.max_edge, height=self.max_edge)
-            srgb = opaque_srgb(decoded).copy_memory()
+    @property
+    def fit(self) -> Fit:
+        """The box the detector's frame is decoded to."""
+        return Fit(self.max_edge, self.max_edge)
+
+    def _decode(self, image: bytes | Original) -> _Decoded:
+        original = image if isinstance(image, Original) else Original(image, self.limits)
+        width, height = original.upright_size()
+        srgb = original.fitted(self.fit)
+        with libvips_errors():
             pixels = rgb_pixels(srgb)
             hog = srgb if self.detector == "cnn" or not self.gray_hog else luma(srgb)
         scale = _Scale(x=width / pixels.shape[1], y=height / pixels.shape[0])

@@ -85,7 +85,7 @@ from mediaplane.faces.index import Candidate, box_json
 from mediaplane.faces.models import PhotoFace, SelfieFace
 from mediaplane.faces.service import SelfieRejected
 from mediaplane.imaging.budget import decoding
-from mediaplane.imaging.derivatives import decode_within, encode_jpeg, opaque_srgb
+from mediaplane.imaging.derivatives import Original, decode_within, encode_jpeg, opaque_srgb
 from mediaplane.imaging.errors import ImageRejected, RejectReason
 from mediaplane.imaging.formats import ImageFormat
 from mediaplane.imaging.header import upright_size
@@ -420,10 +420,10 @@ class RekognitionFaceEngine:
     def from_settings(cls, settings: Settings) -> RekognitionFaceEngine:
         return cls(rekognition_client(settings), limits=face_limits(settings))
 
-    def detect(self, image: bytes) -> list[DetectedFace]:
+    def detect(self, image: bytes | Original) -> list[DetectedFace]:
         """Faces big and clear enough to match, largest first; raises `ImageRejected`."""
         prepared = prepare_image(
-            image,
+            image.as_bytes() if isinstance(image, Original) else image,
             limits=self.limits,
             max_bytes=self.max_image_bytes,
             max_pixels=self.max_image_pixels,

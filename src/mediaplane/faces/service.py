@@ -25,6 +25,7 @@ from mediaplane.faces.index import Candidate, FaceIndex, box_json
 from mediaplane.faces.matching import Exclusions, assign
 from mediaplane.faces.models import FaceMatch, MatchRejection, PhotoFace, SelfieFace
 from mediaplane.faces.retention import has_vectors, vectors_expired
+from mediaplane.imaging import Original
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload, UploadKind, UploadStatus
 from mediaplane.uploads.service import accepted_key
@@ -195,12 +196,12 @@ class FaceMatcher:
             return {"faces": "indexed", "matches": _record(session, kept, now)}
 
     def recognize_faces(
-        self, session_factory: Any, store: ObjectStore, photo: PendingUpload
+        self, session_factory: Any, original: Original, photo: PendingUpload
     ) -> dict[str, object]:
-        """Store every face of the photo and match them against consenting users' selfies."""
+        """Store every face of the photo and match them against consenting users' selfies.
+        `original` is the photo's accepted bytes (it may share one decode with other steps)."""
         assert photo.project_id is not None
-        image = store.read(accepted_key(photo))
-        faces = self.engine.detect(image)
+        faces = self.engine.detect(original)
         now = datetime.now(UTC)
         with session_factory() as session:
             _lock_matching(session)
@@ -214,7 +215,11 @@ class FaceMatcher:
                     "vectors": self._boxes_only(session, photo, faces),
                 }
             self.index.add_photo(
-                session, photo_id=photo.id, project_id=photo.project_id, faces=faces, image=image
+                session,
+                photo_id=photo.id,
+                project_id=photo.project_id,
+                faces=faces,
+                image=original.as_bytes(),
             )
             session.execute(delete(FaceMatch).where(FaceMatch.photo_id == photo.id))
             found = [

@@ -1,6 +1,8 @@
 """Image checks and renditions on untrusted bytes, with libvips (pyvips).
 
 - `inspect_image`: is an upload an image within `ImageLimits`, and what is it?
+- `make_thumbnails`, `make_watermarked`: a photo's derivatives, from its bytes or from an
+  `Original` that decodes them once for several (`Fit` boxes).
 - `render_profile`: the 240×240 `profile` avatar, upright, sRGB, metadata stripped.
 - `sniff_format`: the format from the magic bytes (never from the client's content type).
 
@@ -13,7 +15,14 @@ from __future__ import annotations
 import pyvips
 
 from mediaplane.imaging.budget import return_freed_memory_promptly
-from mediaplane.imaging.derivatives import make_thumbnails, make_watermarked
+from mediaplane.imaging.derivatives import (
+    Fit,
+    Original,
+    make_thumbnails,
+    make_watermarked,
+    preview_fit,
+    thumbnail_fit,
+)
 from mediaplane.imaging.errors import ImageRejected, ImageTooLarge
 from mediaplane.imaging.formats import ImageFormat, sniff_format
 from mediaplane.imaging.inspect import ImageInfo, inspect_image
@@ -36,16 +45,20 @@ pyvips.cache_set_max(0)
 return_freed_memory_promptly()
 
 __all__ = [
+    "Fit",
     "ImageFormat",
     "ImageInfo",
     "ImageLimits",
     "ImageRejected",
     "ImageTooLarge",
+    "Original",
     "RenderedImage",
     "inspect_image",
     "make_thumbnails",
     "make_watermarked",
+    "preview_fit",
     "render_counter",
     "render_profile",
     "sniff_format",
+    "thumbnail_fit",
 ]

@@ -42,7 +42,8 @@ import functools
 import html
 import importlib.resources
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyvips
@@ -83,7 +84,7 @@ _UNBOUNDED = 10_000_000
 
 
 def make_thumbnails(
-    source: bytes | Path,
+    source: bytes | Path | Original,
     *,
     widths: Sequence[int] = THUMBNAIL_WIDTHS,
     quality: int = THUMBNAIL_QUALITY,
@@ -93,16 +94,21 @@ def make_thumbnails(
     keyed by that width; raises `ImageRejected` for input that is not an acceptable image."""
     wanted = _checked_widths(widths)
     _check_quality(quality)
-    fmt, header, _ = open_checked(source, limits)
-    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds), libvips_errors():
-        # Decoded once, at the largest width; every width is then cut from these pixels.
-        largest = decode_within(source, fmt, header, width=max(wanted), height=_UNBOUNDED)
-        largest = opaque_srgb(largest).copy_memory()
+    fit = thumbnail_fit(wanted)
+    original = source if isinstance(source, Original) else Original(source, limits, [fit])
+    # Decoded once, at the largest width; every width is then cut from these pixels.
+    largest = original.fitted(fit)
+    with libvips_errors():
         return {width: encode_jpeg(narrow(largest, width), quality=quality) for width in wanted}
 
 
+def thumbnail_fit(widths: Sequence[int] = THUMBNAIL_WIDTHS) -> Fit:
+    """The box the thumbnails are cut from: the largest width, any height."""
+    return Fit(max(widths), _UNBOUNDED)
+
+
 def make_watermarked(
-    source: bytes | Path,
+    source: bytes | Path | Original,
     *,
     text: str,
     max_edge: int = WATERMARK_MAX_EDGE,
@@ -120,14 +126,16 @@ def make_watermarked(
     if max_edge <= 0:
         raise ValueError(f"make_watermarked: max_edge must be positive, not {max_edge}")
     _check_quality(quality)
-    fmt, header, _ = open_checked(source, limits)
-    with decoding(fmt, header, wait_seconds=limits.decode_wait_seconds), libvips_errors():
-        image = decode_within(
-            source, fmt, header, width=max_edge, height=max_edge, undershoot=PREVIEW_UNDERSHOOT
-        )
-        image = opaque_srgb(image)
-        image = watermark(image, text)
-        return encode_jpeg(image, quality=quality, progressive=False)
+    fit = preview_fit(max_edge)
+    original = source if isinstance(source, Original) else Original(source, limits, [fit])
+    image = original.fitted(fit)
+    with libvips_errors():
+        return encode_jpeg(watermark(image, text), quality=quality, progressive=False)
+
+
+def preview_fit(max_edge: int = WATERMARK_MAX_EDGE) -> Fit:
+    """The watermarked preview's box."""
+    return Fit(max_edge, max_edge, PREVIEW_UNDERSHOOT)
 
 
 # --- resize -------------------------------------------------------------------------------------
@@ -179,6 +187,112 @@ def decode_within(
         size=pyvips.enums.Size.DOWN,
         option_string=VERIFY_LOADER_OPTIONS,
     )
+
+
+# --- one decode for several boxes ------------------------------------------------------------
+#
+# A photo's steps each want the picture upright and shrunk to a box of their own: the
+# thumbnails 800 px wide, the watermarked preview within 2048 px, the face detector within
+# 1500 px. Each used to decode the original by itself, and decoding is the part no box makes
+# cheaper: libjpeg reads every entropy-coded byte whatever the shrink (56 ms of a 6.5 MB 12 MP
+# JPEG on one core, measured, against 67 ms for the whole decode at 1/2 scale). Three steps paid
+# it three times.
+#
+# `Original` holds the bytes and, on the first `fitted` call, decodes them once for the widest
+# of the boxes declared (`fits`), exactly as that box alone is decoded (`decode_within`); every
+# other box is cut from those pixels in memory. The frame is dropped once every declared box
+# has been served, so it lives no longer than the steps that share it. Measured on one core
+# (bench/pipeline.py's 12 MP scene, CPU per photo): thumbnails 74 ms, watermark 85 ms and the
+# face detector's decode 73 ms, each decoding alone; one decode at 1/2 scale 67 ms, then the
+# thumbnails 15 ms, the watermark 18 ms, the faces' 1500 px frame 11 ms.
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A box the upright picture is shrunk to fit, never enlarged. `undershoot` as in
+    `decode_within`: a JPEG may come out that fraction smaller when a DCT shrink gets there."""
+
+    width: int
+    height: int
+    undershoot: float = 0.0
+
+    def scale(self, size: tuple[int, int]) -> float:
+        """The scale this box gives a picture of `size` (width, height)."""
+        return min(1.0, self.width / size[0], self.height / size[1])
+
+
+class Original:
+    """A photo's bytes (read on first use) and its pixels, decoded at most once for the
+    declared `fits` (see above). Not shared between threads."""
+
+    def __init__(
+        self,
+        source: bytes | Path | Callable[[], bytes],
+        limits: ImageLimits,
+        fits: Sequence[Fit] = (),
+    ) -> None:
+        self._load = source if callable(source) else None
+        self._data = None if callable(source) else source
+        self.limits = limits
+        self._waiting = list(fits)  # boxes declared and not served yet
+        self._opened: tuple[ImageFormat, pyvips.Image] | None = None
+        self._frame: pyvips.Image | None = None
+        self._frame_scale = 0.0
+        self.decodes = 0  # how many times the pixels were decoded (for tests and benches)
+
+    @property
+    def data(self) -> bytes | Path:
+        """The encoded photo, read from its source once."""
+        if self._data is None:
+            assert self._load is not None
+            self._data = self._load()
+        return self._data
+
+    def as_bytes(self) -> bytes:
+        data = self.data
+        return data.read_bytes() if isinstance(data, Path) else data
+
+    def opened(self) -> tuple[ImageFormat, pyvips.Image]:
+        """Format and lazily opened header, after the checks of `open_checked` (size, format,
+        pixels): raises `ImageRejected` before anything is decoded."""
+        if self._opened is None:
+            fmt, header, _ = open_checked(self.data, self.limits)
+            self._opened = (fmt, header)
+        return self._opened
+
+    def upright_size(self) -> tuple[int, int]:
+        return upright_size(self.opened()[1])
+
+    def fitted(self, fit: Fit) -> pyvips.Image:
+        """The picture upright, 8-bit opaque sRGB, in memory, shrunk to fit `fit`: from the one
+        decode for the widest declared box, or a decode of its own if `fit` is wider."""
+        fmt, header = self.opened()
+        size = upright_size(header)
+        if fit not in self._waiting:
+            self._waiting.append(fit)
+        if self._frame is None or fit.scale(size) > self._frame_scale:
+            widest = max(self._waiting, key=lambda f: (f.scale(size), -f.undershoot))
+            self._frame = self._decode(fmt, header, widest)
+            self._frame_scale = widest.scale(size)
+        frame = self._frame
+        self._waiting.remove(fit)
+        if not self._waiting:
+            self._frame = None  # every box served: the pixels go with the last one
+        if fit.scale(size) >= self._frame_scale:
+            return frame
+        with libvips_errors():
+            shrunk = frame.thumbnail_image(fit.width, height=fit.height, size=pyvips.Size.DOWN)
+            return shrunk.copy_memory()
+
+    def _decode(self, fmt: ImageFormat, header: pyvips.Image, fit: Fit) -> pyvips.Image:
+        self.decodes += 1
+        data = self.data
+        wait = self.limits.decode_wait_seconds
+        with decoding(fmt, header, wait_seconds=wait), libvips_errors():
+            image = decode_within(
+                data, fmt, header, width=fit.width, height=fit.height, undershoot=fit.undershoot
+            )
+            return opaque_srgb(image).copy_memory()
 
 
 def _jpeg_shrink(header: pyvips.Image, width: int, height: int, undershoot: float = 0.0) -> int:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import io
 
-from mediaplane.imaging import ImageLimits, make_thumbnails, make_watermarked
-from mediaplane.imaging.header import upright_size_of
+from mediaplane.imaging import ImageLimits, Original, make_thumbnails, make_watermarked
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload
 from mediaplane.uploads.keys import derivative_key
-from mediaplane.uploads.service import accepted_key
 
 THUMBNAIL_WIDTHS = (400, 800)
 
@@ -23,12 +21,13 @@ def limits_of(settings: Settings) -> ImageLimits:
     return ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.photo_max_bytes)
 
 
-def thumbnails(store: ObjectStore, settings: Settings, photo: PendingUpload) -> dict[str, object]:
+def thumbnails(
+    store: ObjectStore, settings: Settings, photo: PendingUpload, original: Original
+) -> dict[str, object]:
     """`thumb-400.jpg` and `thumb-800.jpg`; returns facts to record on the photo."""
     assert photo.project_id is not None
-    data = store.read(accepted_key(photo))
     outputs = make_thumbnails(
-        data,
+        original,
         widths=THUMBNAIL_WIDTHS,
         quality=settings.thumbnail_quality,
         limits=limits_of(settings),
@@ -36,17 +35,18 @@ def thumbnails(store: ObjectStore, settings: Settings, photo: PendingUpload) -> 
     for width, image in outputs.items():
         key = derivative_key(photo.project_id, photo.id, f"thumb-{width}")
         store.put(key, io.BytesIO(image.data), content_type=image.content_type)
-    width, height = upright_size_of(data)
+    width, height = original.upright_size()
     return {"width": width, "height": height, "derivatives": [f"thumb-{w}" for w in outputs]}
 
 
-def watermark(store: ObjectStore, settings: Settings, photo: PendingUpload) -> dict[str, object]:
+def watermark(
+    store: ObjectStore, settings: Settings, photo: PendingUpload, original: Original
+) -> dict[str, object]:
     """`watermarked.jpg`: upright, long edge capped, text overlay, metadata stripped."""
     assert photo.project_id is not None
-    data = store.read(accepted_key(photo))
     text = settings.watermark_text.format(project=str(photo.project_id)[:8])
     image = make_watermarked(
-        data, text=text, max_edge=settings.watermark_max_edge, limits=limits_of(settings)
+        original, text=text, max_edge=settings.watermark_max_edge, limits=limits_of(settings)
     )
     key = derivative_key(photo.project_id, photo.id, "watermarked")
     store.put(key, io.BytesIO(image.data), content_type=image.content_type)

@@ -56,6 +56,34 @@ def defer(
     return True
 
 
+def withdraw(session: Session, *, task_name: str, subject: str) -> bool:
+    """Take a job that no worker has fetched yet out of the queue (its work is being done by
+    another job); False when there is none waiting, or a worker holds it. A worker fetching it
+    at this moment locks the row first: this then waits and finds it no longer waiting."""
+    withdrawn = session.execute(
+        text(
+            "DELETE FROM procrastinate_jobs"
+            " WHERE queueing_lock = :lock AND status = 'todo'"
+            " AND (scheduled_at IS NULL OR scheduled_at <= now())"
+            " RETURNING id"
+        ),
+        {"lock": queueing_lock(task_name, subject)},
+    ).first()
+    return withdrawn is not None
+
+
+def waiting_or_running(session: Session, *, task_name: str, subject: str) -> bool:
+    """Whether the job of this task and subject is in the queue or held by a worker."""
+    found = session.execute(
+        text(
+            "SELECT 1 FROM procrastinate_jobs"
+            " WHERE queueing_lock = :lock AND status IN ('todo', 'doing') LIMIT 1"
+        ),
+        {"lock": queueing_lock(task_name, subject)},
+    ).first()
+    return found is not None
+
+
 def cancel_waiting(session: Session, *, upload_ids: list[str]) -> int:
     """Drop the jobs still waiting for these uploads (erased ones): a running job finishes and
     finds its upload gone."""

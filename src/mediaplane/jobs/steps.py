@@ -121,6 +121,70 @@ def begin(session: Session, *, upload_id: uuid.UUID, step: StepName) -> datetime
     return row.started_at
 
 
+def carry(session: Session, *, upload_id: uuid.UUID, wanted: Iterable[StepName]) -> list[StepName]:
+    """Take over the `wanted` steps of the upload that are queued, never tried, and whose job
+    is still waiting: the job is withdrawn from the queue, and the caller `begin`s each step
+    when its turn comes (until then it shows as queued). Returns the steps taken.
+
+    A step whose job a worker already holds is left to it (its job row is locked or no longer
+    waiting), so no step ever has two runs. If the carrier dies, its job is retried (a
+    stalled worker) and `reconcile` queues the carried steps again once it is gone."""
+    rows = session.scalars(
+        select(ProcessingStep)
+        .where(
+            ProcessingStep.upload_id == upload_id,
+            ProcessingStep.step.in_([s.value for s in wanted]),
+            ProcessingStep.status == StepStatus.QUEUED,
+            ProcessingStep.attempts == 0,
+        )
+        .order_by(ProcessingStep.step)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [
+        StepName(row.step)
+        for row in rows
+        if queue.withdraw(
+            session, task_name=TASK_FOR_STEP[StepName(row.step)], subject=str(upload_id)
+        )
+    ]
+
+
+def hand_back(
+    session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime, reason: str
+) -> None:
+    """A carried step that did not finish goes back to a job of its own (if that run still
+    holds it)."""
+    if _settle(session, upload_id, step, run, StepStatus.QUEUED, f"handed back: {reason}"):
+        _enqueue(session, upload_id, step)
+
+
+def requeue_uncarried(session: Session, *, upload_id: uuid.UUID, among: Iterable[StepName]) -> int:
+    """A retried carrier (its worker died): the steps of the upload among `among` that are
+    still queued or running with no job of their own were carried by the dead run; each gets
+    its job back. Returns how many."""
+    rows = session.scalars(
+        select(ProcessingStep).where(
+            ProcessingStep.upload_id == upload_id,
+            ProcessingStep.step.in_([s.value for s in among]),
+            ProcessingStep.status.in_([StepStatus.QUEUED, StepStatus.RUNNING]),
+        )
+    ).all()
+    return sum(
+        1
+        for row in rows
+        if not queue.waiting_or_running(
+            session, task_name=TASK_FOR_STEP[StepName(row.step)], subject=str(upload_id)
+        )
+        and _enqueue(session, upload_id, StepName(row.step))
+    )
+
+
+def release(session: Session, *, upload_id: uuid.UUID, step: StepName) -> None:
+    """A carried step its carrier never began (the carrier failed first): back to a job of its
+    own, as if never carried."""
+    _enqueue(session, upload_id, step)
+
+
 def finish(session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime) -> None:
     _settle(session, upload_id, step, run, StepStatus.DONE, None)
 
@@ -146,18 +210,19 @@ def _settle(
     run: datetime,
     status: StepStatus,
     reason: str | None,
-) -> None:
+) -> bool:
     row = session.get(ProcessingStep, (upload_id, step), with_for_update=True)
     # Only the run that began the step may settle it: a step re-queued (reprocess) while an
     # older run was still going must wait for its new run, not take the old run's result.
-    if row is None or row.started_at != run:
-        return
+    if row is None or row.started_at != run or row.status != StepStatus.RUNNING:
+        return False
     row.status = status
     row.reason = reason
     row.finished_at = _now() if status in (StepStatus.DONE, StepStatus.FAILED) else None
     if status == StepStatus.DONE:
         row.completions += 1
     session.flush()
+    return True
 
 
 def list_for(session: Session, *, upload_ids: Iterable[uuid.UUID]) -> list[ProcessingStep]:
@@ -169,7 +234,8 @@ def list_for(session: Session, *, upload_ids: Iterable[uuid.UUID]) -> list[Proce
 
 
 # Steps that should have a job but have none waiting or running: a lost enqueue, a job row
-# deleted by hand, a queue restored from an older backup.
+# deleted by hand, a queue restored from an older backup. A step carried by another job of its
+# upload (`carry`) has no job of its own: it is held while any job of its upload runs.
 _ORPHANS = text(
     """
     SELECT s.upload_id, s.step
@@ -179,6 +245,14 @@ _ORPHANS = text(
         SELECT 1 FROM procrastinate_jobs j
         WHERE j.queueing_lock = (CAST(:prefix_map AS jsonb) ->> s.step) || ':' || s.upload_id::text
           AND j.status IN ('todo', 'doing')
+      )
+      AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs j
+        WHERE j.queueing_lock IN (
+            SELECT task || ':' || s.upload_id::text
+            FROM jsonb_each_text(CAST(:prefix_map AS jsonb)) AS t(step, task)
+          )
+          AND j.status = 'doing'
       )
     ORDER BY s.queued_at
     LIMIT :limit

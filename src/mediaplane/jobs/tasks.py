@@ -26,6 +26,7 @@ from mediaplane.errors import MediaplaneError, Unavailable
 from mediaplane.faces.index import FaceIndex, build_index
 from mediaplane.faces.retention import expire_photo_faces
 from mediaplane.faces.service import FaceMatcher, lock_matching
+from mediaplane.imaging import Fit, Original, preview_fit, thumbnail_fit
 from mediaplane.imaging.budget import release_freed_memory
 from mediaplane.jobs import derivatives, metrics, steps
 from mediaplane.jobs.models import StepName
@@ -79,8 +80,10 @@ class JobEnv:
             return self._index
 
 
-# The work returns facts to record on the upload (width, height, derivatives...).
-StepWork = Callable[[JobEnv, PendingUpload], dict[str, object]]
+# The work returns facts to record on the upload (width, height, derivatives...). It reads the
+# upload's bytes, and its pixels, through `Original`, which decodes them once for every step
+# the job carries (see `run_step`).
+StepWork = Callable[[JobEnv, PendingUpload, Original], dict[str, object]]
 
 
 def _record(session: Session, upload: PendingUpload, facts: dict[str, object]) -> None:
@@ -102,22 +105,27 @@ def run_step(
     max_attempts: int,
     job_id: int | None,
 ) -> str:
-    """Run one step of one upload; returns the outcome: done, failed, skipped (or raises)."""
+    """Run one step of one upload; returns the outcome: done, failed, skipped (or raises).
+
+    A photo's first job also carries the photo's other steps whose jobs are still waiting
+    (`steps.carry`: each such job is withdrawn from the queue), so that all of them share one
+    decode of the original (`Original`). They run in `CARRY_ORDER`, each settled as soon as it
+    is done; one that fails for a passing reason goes back to a job of its own.
+    """
     # Bound to the context, every line logged during the step carries the ids, pyvips' and
     # boto3's included.
     with structlog.contextvars.bound_contextvars(
         job_id=job_id, photo_id=str(upload_id), step=step.value
     ):
-        try:
-            return _run_step(env, upload_id, step, work, attempt, max_attempts)
-        finally:
-            # What the step freed goes back to the system before the next one starts, so a
-            # worker's peak is one step's memory over its idle size, not the leftovers of the
-            # steps before plus that (see `release_freed_memory`).
-            release_freed_memory()
+        return _run_steps(env, upload_id, step, work, attempt, max_attempts)
 
 
-def _run_step(
+# The steps that share a decode, in the order a job carrying several runs them: what people
+# look at first, first.
+CARRY_ORDER = (StepName.THUMBNAIL, StepName.WATERMARK, StepName.FACES)
+
+
+def _run_steps(
     env: JobEnv,
     upload_id: uuid.UUID,
     step: StepName,
@@ -128,29 +136,124 @@ def _run_step(
     with env.db.transaction() as session:
         run = steps.begin(session, upload_id=upload_id, step=step)
         upload = uploads.get(session, upload_id=upload_id)
+        carried: list[StepName] = []
+        if run is not None and upload is not None and _carries(upload, step):
+            others = [s for s in CARRY_ORDER if s != step]
+            if attempt == 1:
+                carried = steps.carry(session, upload_id=upload_id, wanted=others)
+            else:  # a retry runs alone; what a dead run of it carried gets its jobs back
+                steps.requeue_uncarried(session, upload_id=upload_id, among=others)
     if run is None or upload is None:
         log.info("step skipped: already done or unknown")
         return "skipped"
+    plan = sorted([step, *carried], key=CARRY_ORDER.index) if carried else [step]
+    original = Original(
+        lambda: env.store.read(uploads.accepted_key(upload)),
+        derivatives.limits_of(env.settings),
+        fits=[fit for s in plan for fit in _fits(env, s)],
+    )
+    if carried:
+        log.info("steps carried", steps=[s.value for s in carried])
+    outcome = "skipped"
+    for index, current in enumerate(plan):
+        try:
+            if current == step:
+                outcome = _run_one(
+                    env, upload, step, run, work, original, last_attempt=attempt >= max_attempts
+                )
+            else:
+                _run_carried(env, upload, current, original)
+        except Exception:  # the job is retried; the carried steps it did not begin go back
+            with env.db.transaction() as session:
+                for left in plan[index + 1 :]:
+                    if left != step:
+                        steps.release(session, upload_id=upload_id, step=left)
+            raise
+    return outcome
+
+
+def _run_carried(env: JobEnv, upload: PendingUpload, step: StepName, original: Original) -> None:
+    with env.db.transaction() as session:
+        run = steps.begin(session, upload_id=upload.id, step=step)
+    if run is not None:
+        _run_one(env, upload, step, run, WORK[step], original, last_attempt=None)
+
+
+def _carries(upload: PendingUpload, step: StepName) -> bool:
+    """Whether the job of `step` may carry the upload's other steps (photos only). Only a
+    first try carries: a retry runs alone, so a failing step is not repeated on the back of
+    its siblings."""
+    return upload.kind == UploadKind.PHOTO and step in CARRY_ORDER
+
+
+def _fits(env: JobEnv, step: StepName) -> list[Fit]:
+    """The boxes `step` will ask the original for (none for engines that send the bytes)."""
+    if step == StepName.THUMBNAIL:
+        return [thumbnail_fit(derivatives.THUMBNAIL_WIDTHS)]
+    if step == StepName.WATERMARK:
+        return [preview_fit(env.settings.watermark_max_edge)]
+    if step == StepName.FACES and env.settings.face_engine != "off":
+        fit = getattr(env.matcher.engine, "fit", None)
+        return [fit] if isinstance(fit, Fit) else []
+    return []
+
+
+def _run_one(
+    env: JobEnv,
+    upload: PendingUpload,
+    step: StepName,
+    run: datetime,
+    work: StepWork,
+    original: Original,
+    *,
+    last_attempt: bool | None,
+) -> str:
+    """Work one step and settle it. `last_attempt` is None for a carried step: a passing
+    error hands it back to a job of its own instead of raising."""
+    try:
+        return _work_and_settle(env, upload, step, run, work, original, last_attempt)
+    finally:
+        # What the step freed goes back to the system before the next one starts, so a
+        # worker's peak is one step's memory over its idle size, not the leftovers of the
+        # steps before plus that (see `release_freed_memory`).
+        release_freed_memory()
+
+
+def _work_and_settle(
+    env: JobEnv,
+    upload: PendingUpload,
+    step: StepName,
+    run: datetime,
+    work: StepWork,
+    original: Original,
+    last_attempt: bool | None,
+) -> str:
+    upload_id = upload.id
     started = time.perf_counter()
     # Process CPU, not the thread's: libvips and dlib work in threads of their own.
     cpu_started = time.process_time()
     try:
-        facts = work(env, upload)
+        facts = work(env, upload, original)
     except MediaplaneError as exc:
         with env.db.transaction() as session:
             steps.fail(
                 session, upload_id=upload_id, step=step, run=run, reason=f"{exc.reason}: {exc}"
             )
-        log.warning("step failed: input refused", reason=exc.reason)
+        log.warning("step failed: input refused", reason=exc.reason, failed_step=step.value)
         return "failed"
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         with env.db.transaction() as session:
-            if attempt >= max_attempts:
+            if last_attempt is None:
+                steps.hand_back(session, upload_id=upload_id, step=step, run=run, reason=reason)
+            elif last_attempt:
                 steps.fail(session, upload_id=upload_id, step=step, run=run, reason=reason)
             else:
                 steps.retry_later(session, upload_id=upload_id, step=step, run=run, reason=reason)
-        log.exception("step error", attempt=attempt, max_attempts=max_attempts)
+        if last_attempt is None:
+            log.warning("carried step handed back", error=reason, carried_step=step.value)
+            return "handed back"
+        log.exception("step error", last_attempt=last_attempt)
         raise
     with env.db.transaction() as session:
         fresh = uploads.get(session, upload_id=upload_id, lock=True)
@@ -166,17 +269,21 @@ def _run_step(
     seconds = time.perf_counter() - started
     metrics.STEP_DURATION.labels(step=step.value).observe(seconds)
     metrics.STEP_CPU.labels(step=step.value).inc(time.process_time() - cpu_started)
-    log.info("step done", seconds=round(seconds, 3))
+    log.info("step done", seconds=round(seconds, 3), done_step=step.value)
     return "done"
 
 
 WORK: dict[StepName, StepWork] = {
-    StepName.THUMBNAIL: lambda env, photo: derivatives.thumbnails(env.store, env.settings, photo),
-    StepName.WATERMARK: lambda env, photo: derivatives.watermark(env.store, env.settings, photo),
-    StepName.FACES: lambda env, photo: env.matcher.recognize_faces(
-        env.db.transaction, env.store, photo
+    StepName.THUMBNAIL: lambda env, photo, original: derivatives.thumbnails(
+        env.store, env.settings, photo, original
     ),
-    StepName.SELFIE: lambda env, selfie: env.matcher.process_selfie(
+    StepName.WATERMARK: lambda env, photo, original: derivatives.watermark(
+        env.store, env.settings, photo, original
+    ),
+    StepName.FACES: lambda env, photo, original: env.matcher.recognize_faces(
+        env.db.transaction, original, photo
+    ),
+    StepName.SELFIE: lambda env, selfie, original: env.matcher.process_selfie(
         env.db.transaction, env.store, selfie
     ),
 }
