@@ -17,6 +17,10 @@ What it does:
 4. Prints photos/s from the first PUT to the last step done, CPU-seconds per photo by step
    (thumbnails, watermark, faces) and in all (the worker's whole process CPU / N as a cross
    check), and the goal of issue 13: at most 0.6 CPU-s per 12 MP photo with one face.
+5. Does it twice, on fresh servers: first with `CARRY_PHOTO_STEPS=false` (every step decodes
+   the original on its own: the peer), then with the default, where a photo's first job
+   carries its other steps on one decode. With one decode, the decode is counted in the first
+   step that runs (the thumbnails), so compare the totals; the ratio is printed.
 
 Results: a table on stdout and bench/results/pipeline-{12,36}mp.json.
 """
@@ -108,9 +112,9 @@ def scrape(port: int) -> dict[str, float]:
     return found
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, *, carry: bool) -> dict[str, Any]:
     files = photos(args.photos, args.megapixels)
-    server = Server("pipeline")
+    server = Server("pipeline", env={"CARRY_PHOTO_STEPS": "true" if carry else "false"})
     metrics_port = free_port()
     worker = None
     try:
@@ -198,6 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "megapixels": args.megapixels,
             "faces_per_photo": 1,
             "worker_concurrency": args.concurrency,
+            "carry_photo_steps": carry,
         },
         "done": done,
         "failed": failed,
@@ -224,8 +229,13 @@ def render(r: dict[str, Any]) -> str:
     c = r["cpu_seconds_per_photo"]
     m = r["worker_rss_mb"]
     plan = r["plan"]
+    how = (
+        "one decode per photo (CARRY_PHOTO_STEPS=true)"
+        if plan["carry_photo_steps"]
+        else "one decode per step (CARRY_PHOTO_STEPS=false)"
+    )
     lines = [
-        f"Pipeline: {plan['photos']} photos of {plan['megapixels']} MP with one face, "
+        f"Pipeline, {how}: {plan['photos']} photos of {plan['megapixels']} MP with one face, "
         f"worker concurrency {plan['worker_concurrency']}, {r['machine']['cpus']} cores "
         f"(load average {r['loadavg'][0]:.1f})",
         f"  done {r['done']}, failed {len(r['failed'])}, lost {len(r['lost'])}; "
@@ -249,15 +259,33 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the run with CARRY_PHOTO_STEPS=false (each step decoding on its own)",
+    )
     args = parser.parse_args()
     if not 1 <= args.photos <= 100:
         parser.error("--photos: 1 to 100 (one batch of upload URLs)")
-    report = run(args)
+    peer = None if args.no_peer else run(args, carry=False)
+    report = run(args, carry=True)
+    if peer is not None:
+        report["peer"] = peer
     results = RESULTS_DIR / f"pipeline-{args.megapixels:g}mp.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(report, indent=2) + "\n")
+    if peer is not None:
+        print(render(peer))
     print(render(report))
-    return 0 if report["done"] == report["plan"]["photos"] else 1
+    if peer is not None:
+        ours, theirs = report["cpu_seconds_per_photo"], peer["cpu_seconds_per_photo"]
+        print(
+            f"  one decode per photo against one per step, same run: "
+            f"{theirs['all_steps'] / max(ours['all_steps'], 1e-9):.2f}x fewer CPU-s per photo, "
+            f"{report['photos_per_second'] / max(peer['photos_per_second'], 1e-9):.2f}x photos/s"
+        )
+    runs = [report] if peer is None else [peer, report]
+    return 0 if all(r["done"] == r["plan"]["photos"] for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     )
     watermark_max_edge: int = Field(default=2048, gt=0)
     worker_concurrency: int = Field(default=2, gt=0, description="Jobs run at once per worker.")
+    carry_photo_steps: bool = Field(
+        default=True,
+        description="A photo's first job also runs its other steps whose jobs still wait, on "
+        "one decode of the original (fewer CPU-seconds; the steps of one photo then run one "
+        "after the other).",
+    )
     job_max_attempts: int = Field(default=5, ge=1, description="Runs of a failing step.")
     job_retry_base_seconds: int = Field(
         default=2, ge=0, description="Retry n waits base**n seconds (exponential backoff)."

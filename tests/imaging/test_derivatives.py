@@ -19,10 +19,14 @@ from mediaplane.imaging import ImageLimits, ImageRejected, make_thumbnails, make
 from mediaplane.imaging.derivatives import (
     PREVIEW_UNDERSHOOT,
     WATERMARK_QUALITY,
+    Fit,
+    Original,
     decode_within,
     encode_jpeg,
     opaque_srgb,
+    preview_fit,
     text_mask,
+    thumbnail_fit,
     watermark_font_file,
 )
 from mediaplane.imaging.inspect import open_checked
@@ -405,3 +409,62 @@ def test_refuses_bad_input_with_a_reason(
         render(make())
 
     assert caught.value.reason == reason
+
+
+# --- one decode for several boxes (`Original`) ----------------------------------------------
+
+
+def _shared_original(data: bytes) -> Original:
+    return Original(data, LIMITS, [thumbnail_fit(), preview_fit(), Fit(1500, 1500)])
+
+
+def test_one_decode_serves_the_thumbnails_the_preview_and_the_faces_frame() -> None:
+    data = factories.jpeg_bytes(4000, 3000, noise=True)
+    original = _shared_original(data)
+    thumbs = make_thumbnails(original, limits=LIMITS)
+    preview = make_watermarked(original, text="acme", limits=LIMITS)
+    faces_frame = original.fitted(Fit(1500, 1500))
+    assert original.decodes == 1
+    assert original._frame is None  # every box served: the pixels are let go
+    sizes = {w: pyvips.Image.new_from_buffer(t.data, "").width for w, t in thumbs.items()}
+    assert sizes == {400: 400, 800: 800}
+    marked = pyvips.Image.new_from_buffer(preview.data, "")
+    # The preview is the one its own decode gives: the 1/2 DCT shrink, undershooting 2048.
+    assert (marked.width, marked.height) == (2000, 1500)
+    assert (faces_frame.width, faces_frame.height, faces_frame.bands) == (1500, 1125, 3)
+
+
+def test_what_a_shared_decode_renders_matches_a_decode_of_its_own() -> None:
+    data = factories.jpeg_bytes(4000, 3000, noise=True)
+    original = _shared_original(data)
+    shared_thumbs = make_thumbnails(original, limits=LIMITS)
+    shared_preview = make_watermarked(original, text="acme", limits=LIMITS)
+    # The widest box is decoded exactly as alone: the same bytes out.
+    assert shared_preview.data == make_watermarked(data, text="acme", limits=LIMITS).data
+    # The thumbnails are cut from more pixels (1/2 scale, not 1/4): the same picture (on
+    # pure noise, which has no picture to keep, the two resamplings differ by ~4 levels).
+    data = factories.jpeg_bytes(4000, 3000)
+    shared_thumbs = make_thumbnails(_shared_original(data), limits=LIMITS)
+    for width, alone in make_thumbnails(data, limits=LIMITS).items():
+        a = pyvips.Image.new_from_buffer(alone.data, "")
+        b = pyvips.Image.new_from_buffer(shared_thumbs[width].data, "")
+        assert (a.width, a.height) == (b.width, b.height)
+        assert (a - b).abs().avg() < 1
+
+
+def test_a_box_wider_than_those_declared_gets_a_decode_of_its_own() -> None:
+    original = Original(factories.jpeg_bytes(4000, 3000), LIMITS, [thumbnail_fit()])
+    assert original.fitted(thumbnail_fit()).width == 800
+    wide = original.fitted(Fit(3000, 3000))
+    assert (wide.width, original.decodes) == (3000, 2)  # never enlarged from 800 px
+
+
+def test_a_refused_original_is_refused_for_every_box() -> None:
+    original = _shared_original(factories.truncated_jpeg())
+    for render in (
+        lambda: make_thumbnails(original, limits=LIMITS),
+        lambda: make_watermarked(original, text="acme", limits=LIMITS),
+        lambda: original.fitted(Fit(1500, 1500)),
+    ):
+        with pytest.raises(ImageRejected):
+            render()

@@ -284,6 +284,8 @@ def test_processing_after_a_late_write_reads_the_accepted_photo(
     # The jobs run later than settlement: whatever reached the key meanwhile is not their input.
     photo = uploaded_photo(client, make_token)
     put_again(client, photo["uploadUrl"], HTML, backend)
-    facts = derivatives.thumbnails(runtime.store, runtime.settings, row(runtime, photo["photoId"]))
+    upload = row(runtime, photo["photoId"])
+    original = derivatives.original_of(runtime.store, runtime.settings, upload)
+    facts = derivatives.thumbnails(runtime.store, runtime.settings, upload, original)
     assert facts["derivatives"] == ["thumb-400", "thumb-800"]
     assert (facts["width"], facts["height"]) == upright_size_of(PHOTO)

@@ -7,18 +7,28 @@ construction, so a retry after a crash is always safe.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
-from mediaplane.imaging import ImageLimits, Original, make_thumbnails, make_watermarked
+from mediaplane.imaging import Fit, ImageLimits, Original, make_thumbnails, make_watermarked
 from mediaplane.settings import Settings
 from mediaplane.storage import ObjectStore
 from mediaplane.uploads import PendingUpload
 from mediaplane.uploads.keys import derivative_key
+from mediaplane.uploads.service import accepted_key
 
 THUMBNAIL_WIDTHS = (400, 800)
 
 
 def limits_of(settings: Settings) -> ImageLimits:
     return ImageLimits(max_pixels=settings.max_image_pixels, max_bytes=settings.photo_max_bytes)
+
+
+def original_of(
+    store: ObjectStore, settings: Settings, photo: PendingUpload, fits: Sequence[Fit] = ()
+) -> Original:
+    """The upload's accepted bytes (read on first use: whatever reached the key after the
+    upload settled is not the input), decoded once for `fits`."""
+    return Original(lambda: store.read(accepted_key(photo)), limits_of(settings), fits)
 
 
 def thumbnails(

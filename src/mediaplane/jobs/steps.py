@@ -129,11 +129,12 @@ def carry(session: Session, *, upload_id: uuid.UUID, wanted: Iterable[StepName])
     A step whose job a worker already holds is left to it (its job row is locked or no longer
     waiting), so no step ever has two runs. If the carrier dies, its job is retried (a
     stalled worker) and `reconcile` queues the carried steps again once it is gone."""
+    order = [s.value for s in wanted]
     rows = session.scalars(
         select(ProcessingStep)
         .where(
             ProcessingStep.upload_id == upload_id,
-            ProcessingStep.step.in_([s.value for s in wanted]),
+            ProcessingStep.step.in_(order),
             ProcessingStep.status == StepStatus.QUEUED,
             ProcessingStep.attempts == 0,
         )
@@ -142,7 +143,7 @@ def carry(session: Session, *, upload_id: uuid.UUID, wanted: Iterable[StepName])
     ).all()
     return [
         StepName(row.step)
-        for row in rows
+        for row in sorted(rows, key=lambda row: order.index(row.step))
         if queue.withdraw(
             session, task_name=TASK_FOR_STEP[StepName(row.step)], subject=str(upload_id)
         )

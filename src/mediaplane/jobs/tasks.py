@@ -137,21 +137,20 @@ def _run_steps(
         run = steps.begin(session, upload_id=upload_id, step=step)
         upload = uploads.get(session, upload_id=upload_id)
         carried: list[StepName] = []
-        if run is not None and upload is not None and _carries(upload, step):
+        if run is not None and upload is not None and _carries(env.settings, upload, step):
             others = [s for s in CARRY_ORDER if s != step]
             if attempt == 1:
                 carried = steps.carry(session, upload_id=upload_id, wanted=others)
-            else:  # a retry runs alone; what a dead run of it carried gets its jobs back
+            else:
+                # A retry runs alone, so a failing step is not repeated on the back of its
+                # siblings; what a dead run of it carried gets its jobs back.
                 steps.requeue_uncarried(session, upload_id=upload_id, among=others)
     if run is None or upload is None:
         log.info("step skipped: already done or unknown")
         return "skipped"
     plan = sorted([step, *carried], key=CARRY_ORDER.index) if carried else [step]
-    original = Original(
-        lambda: env.store.read(uploads.accepted_key(upload)),
-        derivatives.limits_of(env.settings),
-        fits=[fit for s in plan for fit in _fits(env, s)],
-    )
+    fits = [fit for s in plan for fit in _fits(env, s)]
+    original = derivatives.original_of(env.store, env.settings, upload, fits)
     if carried:
         log.info("steps carried", steps=[s.value for s in carried])
     outcome = "skipped"
@@ -179,11 +178,10 @@ def _run_carried(env: JobEnv, upload: PendingUpload, step: StepName, original: O
         _run_one(env, upload, step, run, WORK[step], original, last_attempt=None)
 
 
-def _carries(upload: PendingUpload, step: StepName) -> bool:
-    """Whether the job of `step` may carry the upload's other steps (photos only). Only a
-    first try carries: a retry runs alone, so a failing step is not repeated on the back of
-    its siblings."""
-    return upload.kind == UploadKind.PHOTO and step in CARRY_ORDER
+def _carries(settings: Settings, upload: PendingUpload, step: StepName) -> bool:
+    """Whether the job of `step` may carry the upload's other steps (photos only,
+    `CARRY_PHOTO_STEPS`). Only a first try carries (see `_run_steps`)."""
+    return settings.carry_photo_steps and upload.kind == UploadKind.PHOTO and step in CARRY_ORDER
 
 
 def _fits(env: JobEnv, step: StepName) -> list[Fit]:
