@@ -172,10 +172,12 @@ def _run_steps(
 
 
 def _run_carried(env: JobEnv, upload: PendingUpload, step: StepName, original: Original) -> None:
-    with env.db.transaction() as session:
-        run = steps.begin(session, upload_id=upload.id, step=step)
-    if run is not None:
-        _run_one(env, upload, step, run, WORK[step], original, last_attempt=None)
+    # Its lines name the step they are about, and the job that carries it.
+    with structlog.contextvars.bound_contextvars(step=step.value, carried=True):
+        with env.db.transaction() as session:
+            run = steps.begin(session, upload_id=upload.id, step=step)
+        if run is not None:
+            _run_one(env, upload, step, run, WORK[step], original, last_attempt=None)
 
 
 def _carries(settings: Settings, upload: PendingUpload, step: StepName) -> bool:
@@ -237,7 +239,7 @@ def _work_and_settle(
             steps.fail(
                 session, upload_id=upload_id, step=step, run=run, reason=f"{exc.reason}: {exc}"
             )
-        log.warning("step failed: input refused", reason=exc.reason, failed_step=step.value)
+        log.warning("step failed: input refused", reason=exc.reason)
         return "failed"
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
@@ -249,7 +251,7 @@ def _work_and_settle(
             else:
                 steps.retry_later(session, upload_id=upload_id, step=step, run=run, reason=reason)
         if last_attempt is None:
-            log.warning("carried step handed back", error=reason, carried_step=step.value)
+            log.warning("carried step handed back", error=reason)
             return "handed back"
         log.exception("step error", last_attempt=last_attempt)
         raise
@@ -267,7 +269,7 @@ def _work_and_settle(
     seconds = time.perf_counter() - started
     metrics.STEP_DURATION.labels(step=step.value).observe(seconds)
     metrics.STEP_CPU.labels(step=step.value).inc(time.process_time() - cpu_started)
-    log.info("step done", seconds=round(seconds, 3), done_step=step.value)
+    log.info("step done", seconds=round(seconds, 3))
     return "done"
 
 
