@@ -27,7 +27,9 @@ obama_and_biden.jpg with its three faces, and 12 MP and 24 MP JPEG Q90 copies of
     4100×2927, 12 MP      0.48 s          0.65 s   42 ms               268 ms  58 ms
     5800×4141, 24 MP      0.51 s          0.69 s   70 ms               275 ms  60 ms
 
-So the cost hardly depends on the megapixels (shrink-on-load). One set of dlib models loads in
+So the cost hardly depends on the megapixels (shrink-on-load). In the photo pipeline the
+frame usually comes cut from the decode the thumbnails and the preview share (`Original`):
+11 ms instead of the decode's 42-76 ms. One set of dlib models loads in
 0.27 s and takes ~33 MB (dlib releases the GIL, and the CNN's ctypes call too; see
 `ModelPool`). docs/faces.md has the recall figures behind each default.
 """

@@ -8,6 +8,10 @@ Both are short pipelines of the small steps below, in this order:
     watermarked: check limits → reserve decode budget → fit within max_edge (shrink-on-load,
                  upright) → opaque sRGB → tiled diagonal text overlay → encode (stripped)
 
+Both take the photo's bytes, or an `Original`: the bytes and one decode shared by several
+steps (the thumbnails, the preview and the face detector's frame of one photo; see "one decode
+for several boxes" below).
+
 Outputs are progressive JPEGs with no metadata at all (no EXIF, GPS, XMP, IPTC or ICC): the
 pixels are converted to sRGB first, so dropping the ICC profile changes nothing on screen.
 Images are never enlarged: a width larger than the photo gives the photo's own width.
