@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from mediaplane.imaging import derivatives as imaging_derivatives
 from mediaplane.jobs import derivatives as job_derivatives
@@ -215,3 +216,46 @@ def test_a_retried_carrier_gives_back_what_its_dead_run_carried(client, app, pho
         "generate_watermark",
         "recognize_faces",
     ]
+
+
+def test_a_carried_step_left_unsettled_by_a_database_blip_comes_back(
+    client, app, photographer, monkeypatch
+) -> None:
+    real_finish = job_steps.finish
+    blips: list[StepName] = []
+
+    def finish_with_a_blip(session, *, upload_id, step, run):
+        if step == StepName.WATERMARK and not blips:
+            blips.append(step)
+            raise OperationalError("UPDATE processing_steps", {}, Exception("server closed"))
+        return real_finish(session, upload_id=upload_id, step=step, run=run)
+
+    monkeypatch.setattr(job_steps, "finish", finish_with_a_blip)
+    body = upload_photo(client, photographer, (FACES / "obama_2.jpg").read_bytes())
+    upload_id = uuid.UUID(body["photoId"])
+    one_at_a_time(app)
+    rows = {s.step: s.status for s in steps_of(app)}
+    # The thumbnail is done; the carried watermark was worked but not settled, and the job
+    # failed with the blip (its retry waits for its backoff).
+    assert rows["thumbnail"] == StepStatus.DONE
+    assert rows["watermark"] == StepStatus.RUNNING
+    assert ("generate_watermark", "todo") not in jobs(app)
+
+    # The retry of the thumbnail's job: its step is done, and it gives the watermark its job.
+    outcome = job_tasks.run_step(
+        app.state.jobs,
+        upload_id=upload_id,
+        step=StepName.THUMBNAIL,
+        work=job_tasks.WORK[StepName.THUMBNAIL],
+        attempt=2,
+        max_attempts=5,
+        job_id=None,
+    )
+    assert outcome == "skipped"
+    assert ("generate_watermark", "todo") in jobs(app)
+    one_at_a_time(app)
+    assert {(s.step, s.status, s.completions) for s in steps_of(app)} == {
+        ("thumbnail", StepStatus.DONE, 1),
+        ("watermark", StepStatus.DONE, 1),
+        ("faces", StepStatus.DONE, 1),
+    }

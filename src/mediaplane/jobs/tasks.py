@@ -137,14 +137,16 @@ def _run_steps(
         run = steps.begin(session, upload_id=upload_id, step=step)
         upload = uploads.get(session, upload_id=upload_id)
         carried: list[StepName] = []
-        if run is not None and upload is not None and _carries(env.settings, upload, step):
+        if upload is not None and _carries(env.settings, upload, step):
             others = [s for s in CARRY_ORDER if s != step]
-            if attempt == 1:
-                carried = steps.carry(session, upload_id=upload_id, wanted=others)
-            else:
+            if attempt > 1:
                 # A retry runs alone, so a failing step is not repeated on the back of its
-                # siblings; what a dead run of it carried gets its jobs back.
+                # siblings; what an earlier run of it carried and left unsettled (its worker
+                # died, the database went away) gets its jobs back, even if its own step is
+                # done.
                 steps.requeue_uncarried(session, upload_id=upload_id, among=others)
+            elif run is not None:
+                carried = steps.carry(session, upload_id=upload_id, wanted=others)
     if run is None or upload is None:
         log.info("step skipped: already done or unknown")
         return "skipped"
