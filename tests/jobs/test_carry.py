@@ -15,8 +15,7 @@ from mediaplane.jobs import derivatives as job_derivatives
 from mediaplane.jobs import steps as job_steps
 from mediaplane.jobs import tasks as job_tasks
 from mediaplane.jobs.models import StepName, StepStatus
-from mediaplane.jobs.worker import run_worker
-from tests.jobs.helpers import steps_of, upload_photo
+from tests.jobs.helpers import drain, steps_of, upload_photo
 
 FACES = Path(__file__).parents[1] / "fixtures" / "faces"
 
@@ -48,7 +47,7 @@ def decodes(monkeypatch) -> list[int]:
 def one_at_a_time(app) -> None:
     """Run the queue with one job at a time (as `mediaplane worker --concurrency 1`), so the
     first job of a photo finds its siblings' jobs still waiting."""
-    run_worker(app.state.jobs, concurrency=1, wait=False)
+    drain(app, concurrency=1)
 
 
 def jobs(app) -> list[tuple[str, str]]:
@@ -231,6 +230,10 @@ def test_a_carried_step_left_unsettled_by_a_database_blip_comes_back(
         return real_finish(session, upload_id=upload_id, step=step, run=run)
 
     monkeypatch.setattr(job_steps, "finish", finish_with_a_blip)
+    env = app.state.jobs  # the failed job's retry waits a minute: it is run by hand below
+    monkeypatch.setattr(
+        env, "settings", env.settings.model_copy(update={"job_retry_base_seconds": 60})
+    )
     body = upload_photo(client, photographer, (FACES / "obama_2.jpg").read_bytes())
     upload_id = uuid.UUID(body["photoId"])
     one_at_a_time(app)

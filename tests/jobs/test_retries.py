@@ -214,8 +214,22 @@ def database_unreachable(pg_server_url: str, name: str) -> Iterator[None]:
 
 @pytest.mark.parametrize("backend", ["local"])
 def test_database_down_when_a_step_finishes_is_retried_and_the_step_completes(
-    client, app: FastAPI, runtime: Runtime, settings, make_token, pg_server_url, database_name
+    client,
+    app: FastAPI,
+    runtime: Runtime,
+    settings,
+    make_token,
+    pg_server_url,
+    database_name,
+    monkeypatch,
 ) -> None:
+    # Two steps finishing side by side while the database is away, each settled by its own
+    # job: the photo's first job must not carry the other (CARRY_PHOTO_STEPS; a carrier meeting
+    # the outage is tests/jobs/test_carry.py's).
+    env = app.state.jobs
+    monkeypatch.setattr(
+        env, "settings", env.settings.model_copy(update={"carry_photo_steps": False})
+    )
     token = make_token(aud="media", roles=["photographer"])
     photo = upload_photo(client, token, large_jpeg(0))
     root = Path(settings.local_storage_root)
