@@ -37,23 +37,25 @@ def upload_photo(
 
 
 def drain(app: FastAPI, *, concurrency: int = 2) -> None:
-    """Run an in-process worker until no job is due. Again while one is: a job may queue
-    another as it ends (a carried step given back to a job of its own) after the worker's
-    last fetch found the queue empty."""
+    """Run an in-process worker until no new job is waiting. Again while one is: a job may
+    queue another as it ends (a carried step given back to a job of its own) after the
+    worker's last fetch found the queue empty. Retries (a job tried before) are left to
+    their backoff, whatever time the drain took."""
     for _ in range(20):
         run_worker(app.state.jobs, concurrency=concurrency, wait=False)
-        if not due_jobs(app):
+        if not new_jobs(app):
             return
-    raise AssertionError("jobs kept coming due: a job re-queuing itself?")
+    raise AssertionError("new jobs kept coming: a job re-queuing itself?")
 
 
-def due_jobs(app: FastAPI) -> int:
+def new_jobs(app: FastAPI) -> int:
+    """Jobs waiting to run for the first time."""
     with app.state.db.transaction() as session:
         return int(
             session.execute(
                 text(
                     "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
-                    " AND (scheduled_at IS NULL OR scheduled_at <= now())"
+                    " AND attempts = 0 AND (scheduled_at IS NULL OR scheduled_at <= now())"
                 )
             ).scalar_one()
         )

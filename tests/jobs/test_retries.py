@@ -58,6 +58,18 @@ class Storage:
             self._stack = None
 
 
+@pytest.fixture(autouse=True)
+def steps_on_their_own_jobs(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step here is retried by its own job, on its own backoff: the photo's first job
+    does not carry the other (CARRY_PHOTO_STEPS). A carrier would run the two failing steps
+    one after the other, and the first one's retry could come due within the same drain.
+    Carriers meeting failures are tests/jobs/test_carry.py's."""
+    env = app.state.jobs
+    monkeypatch.setattr(
+        env, "settings", env.settings.model_copy(update={"carry_photo_steps": False})
+    )
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[Storage]:
     (tmp_path / "weed").mkdir()
@@ -221,15 +233,7 @@ def test_database_down_when_a_step_finishes_is_retried_and_the_step_completes(
     make_token,
     pg_server_url,
     database_name,
-    monkeypatch,
 ) -> None:
-    # Two steps finishing side by side while the database is away, each settled by its own
-    # job: the photo's first job must not carry the other (CARRY_PHOTO_STEPS; a carrier meeting
-    # the outage is tests/jobs/test_carry.py's).
-    env = app.state.jobs
-    monkeypatch.setattr(
-        env, "settings", env.settings.model_copy(update={"carry_photo_steps": False})
-    )
     token = make_token(aud="media", roles=["photographer"])
     photo = upload_photo(client, token, large_jpeg(0))
     root = Path(settings.local_storage_root)
