@@ -141,6 +141,8 @@ def test_projects_by_name_from_creation_to_deletion(console: Console) -> None:
 
     attendee = console.sign_in_as("user", subject="obama-at-the-gala")
     attendee.get_by_role("button", name="I agree: grant consent").click()
+    # The grant is recorded before the selfie is asked for (else 403 consent_required).
+    expect(console.page.locator("#consent-status")).to_have_attribute("data-consent", "active")
     console.page.set_input_files("#selfie-file", str(FACES / "obama_1.jpg"))
     expect(console.page.locator("#face-status")).to_have_attribute(
         "data-face", "indexed", timeout=SETTLE_MS
