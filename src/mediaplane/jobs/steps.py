@@ -127,8 +127,9 @@ def carry(session: Session, *, upload_id: uuid.UUID, wanted: Iterable[StepName])
     when its turn comes (until then it shows as queued). Returns the steps taken.
 
     A step whose job a worker already holds is left to it (its job row is locked or no longer
-    waiting), so no step ever has two runs. If the carrier dies, its job is retried (a
-    stalled worker) and `reconcile` queues the carried steps again once it is gone."""
+    waiting), so no step ever has two runs. If the carrier dies, its retried job gives the
+    carried steps their jobs back (`requeue_uncarried`), and so does `reconcile` once no job
+    of the upload runs."""
     order = [s.value for s in wanted]
     rows = session.scalars(
         select(ProcessingStep)
@@ -160,9 +161,9 @@ def hand_back(
 
 
 def requeue_uncarried(session: Session, *, upload_id: uuid.UUID, among: Iterable[StepName]) -> int:
-    """A retried carrier (its worker died): the steps of the upload among `among` that are
-    still queued or running with no job of their own were carried by the dead run; each gets
-    its job back. Returns how many."""
+    """For a retried carrier: the steps of the upload among `among` still queued or running
+    with no job of their own were carried by an earlier run that did not settle them (its
+    worker died, the database went away); each gets its job back. Returns how many."""
     rows = session.scalars(
         select(ProcessingStep).where(
             ProcessingStep.upload_id == upload_id,
