@@ -56,6 +56,19 @@ def jobs(app) -> list[tuple[str, str]]:
         return sorted((str(name), str(status)) for name, status in rows)
 
 
+def retry_thumbnail_by_hand(app, upload_id: uuid.UUID) -> str:
+    """The second run of the photo's thumbnail job, as procrastinate would start it."""
+    return job_tasks.run_step(
+        app.state.jobs,
+        upload_id=upload_id,
+        step=StepName.THUMBNAIL,
+        work=job_tasks.WORK[StepName.THUMBNAIL],
+        attempt=2,
+        max_attempts=5,
+        job_id=None,
+    )
+
+
 def settled(app) -> set[tuple[str, str, int, int]]:
     return {(s.step, s.status, s.attempts, s.completions) for s in steps_of(app)}
 
@@ -200,15 +213,7 @@ def test_a_retried_carrier_gives_back_what_its_dead_run_carried(client, app, pho
         # retried, and the siblings have no job at all.
         job_steps.carry(session, upload_id=upload_id, wanted=[StepName.WATERMARK, StepName.FACES])
         job_steps.begin(session, upload_id=upload_id, step=StepName.THUMBNAIL)
-    outcome = job_tasks.run_step(
-        app.state.jobs,
-        upload_id=upload_id,
-        step=StepName.THUMBNAIL,
-        work=job_tasks.WORK[StepName.THUMBNAIL],
-        attempt=2,
-        max_attempts=5,
-        job_id=None,
-    )
+    outcome = retry_thumbnail_by_hand(app, upload_id)
     assert outcome == "done"
     assert [name for name, _ in jobs(app)] == [
         "generate_thumbnail",  # the retried job's own row (run here by hand)
@@ -248,15 +253,7 @@ def test_a_carried_step_left_unsettled_by_a_database_blip_comes_back(
     assert ("generate_watermark", "todo") not in jobs(app)
 
     # The retry of the thumbnail's job: its step is done, and it gives the watermark its job.
-    outcome = job_tasks.run_step(
-        app.state.jobs,
-        upload_id=upload_id,
-        step=StepName.THUMBNAIL,
-        work=job_tasks.WORK[StepName.THUMBNAIL],
-        attempt=2,
-        max_attempts=5,
-        job_id=None,
-    )
+    outcome = retry_thumbnail_by_hand(app, upload_id)
     assert outcome == "skipped"
     assert ("generate_watermark", "todo") in jobs(app)
     one_at_a_time(app)

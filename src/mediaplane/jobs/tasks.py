@@ -170,6 +170,11 @@ def _run_steps(
                     if left != step:
                         steps.release(session, upload_id=upload_id, step=left)
             raise
+        finally:
+            # What the step freed goes back to the system before the next one starts, so a
+            # worker's peak is one step's memory over its idle size, not the leftovers of the
+            # steps before plus that (see `release_freed_memory`).
+            release_freed_memory()
     return outcome
 
 
@@ -212,24 +217,6 @@ def _run_one(
 ) -> str:
     """Work one step and settle it. `last_attempt` is None for a carried step: a passing
     error hands it back to a job of its own instead of raising."""
-    try:
-        return _work_and_settle(env, upload, step, run, work, original, last_attempt)
-    finally:
-        # What the step freed goes back to the system before the next one starts, so a
-        # worker's peak is one step's memory over its idle size, not the leftovers of the
-        # steps before plus that (see `release_freed_memory`).
-        release_freed_memory()
-
-
-def _work_and_settle(
-    env: JobEnv,
-    upload: PendingUpload,
-    step: StepName,
-    run: datetime,
-    work: StepWork,
-    original: Original,
-    last_attempt: bool | None,
-) -> str:
     upload_id = upload.id
     started = time.perf_counter()
     # Process CPU, not the thread's: libvips and dlib work in threads of their own.
