@@ -159,6 +159,42 @@ def test_a_carried_step_that_fails_goes_back_to_a_job_of_its_own(
     assert {s.step: s.reason for s in steps_of(app)}["watermark"] is None
 
 
+def test_a_handed_back_step_runs_no_more_than_job_max_attempts_in_all(
+    client, app, photographer, monkeypatch
+) -> None:
+    runs: list[int] = []
+
+    def broken(store, settings, photo, original):
+        runs.append(1)
+        raise ConnectionError("object store down for this key")
+
+    monkeypatch.setattr(job_derivatives, "watermark", broken)
+    upload_photo(client, photographer, (FACES / "obama_2.jpg").read_bytes())
+    one_at_a_time(app)  # carried and handed back, then its own job's first run
+    for _ in range(10):  # its retries, each made due at once (the backoff is not the point)
+        with app.state.db.transaction() as session:
+            waiting = session.execute(
+                text(
+                    "UPDATE procrastinate_jobs SET scheduled_at = now()"
+                    " WHERE status = 'todo' RETURNING id"
+                )
+            ).all()
+        if not waiting:
+            break
+        drain(app, concurrency=1)
+    max_attempts = app.state.jobs.settings.job_max_attempts
+    # One run in the carrier's job counts: its own job gives it the rest, not a fresh set.
+    assert len(runs) == max_attempts
+    rows = {s.step: s for s in steps_of(app)}
+    assert (rows["watermark"].status, rows["watermark"].attempts) == (
+        StepStatus.FAILED,
+        max_attempts,
+    )
+    assert rows["watermark"].reason == "ConnectionError: object store down for this key"
+    assert jobs(app) == []  # nothing left to run it again
+    assert rows["thumbnail"].status == rows["faces"].status == StepStatus.DONE
+
+
 def test_when_the_carrier_fails_first_what_it_carried_runs_on_its_own(
     client, app, photographer, monkeypatch
 ) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from mediaplane.db import sqlalchemy_url
+from mediaplane.jobs import steps as job_steps
 from mediaplane.jobs.models import StepStatus
 from mediaplane.runtime import Runtime
 from tests.fixtures.s3 import RunningWeed, S3ServerInfo, weed_mini
@@ -63,7 +64,8 @@ def steps_on_their_own_jobs(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> No
     """Each step here is retried by its own job, on its own backoff: the photo's first job
     does not carry the other (CARRY_PHOTO_STEPS). A carrier would run the two failing steps
     one after the other, and the first one's retry could come due within the same drain.
-    Carriers meeting failures are tests/jobs/test_carry.py's."""
+    Carriers meeting failures are tests/jobs/test_carry.py's, and the outage test below that
+    turns carrying back on."""
     env = app.state.jobs
     monkeypatch.setattr(
         env, "settings", env.settings.model_copy(update={"carry_photo_steps": False})
@@ -192,6 +194,50 @@ def test_storage_down_for_good_fails_the_step_with_the_reason_at_the_last_attemp
     jobs = jobs_of(app)
     assert {j["status"] for j in jobs.values()} == {"failed"}
     assert {j["attempts"] for j in jobs.values()} == {MAX_ATTEMPTS}
+
+
+def test_a_carrier_meeting_a_storage_outage_gives_back_what_it_carried_and_loses_nothing(
+    client, app: FastAPI, runtime: Runtime, storage: Storage, make_token, monkeypatch
+) -> None:
+    # Carrying on (CARRY_PHOTO_STEPS, the default), as this module's other tests do not.
+    env = app.state.jobs
+    monkeypatch.setattr(
+        env, "settings", env.settings.model_copy(update={"carry_photo_steps": True})
+    )
+    released: list[str] = []
+    real_release = job_steps.release
+
+    def release(session, *, upload_id, step):
+        released.append(step.value)
+        real_release(session, upload_id=upload_id, step=step)
+
+    monkeypatch.setattr(job_steps, "release", release)
+    token = make_token(aud="media", roles=["photographer"])
+    photo = upload_photo(client, token, factories.jpeg_bytes(1200, 800))
+    storage.stop()
+    drain(app, concurrency=1)
+
+    # The thumbnail's job carried the watermark, could not read the original, and gave the
+    # watermark its job back, uncounted; that job then failed on its own. Each step waits for
+    # its own retry.
+    assert released == ["watermark"]
+    rows = steps_of(app)
+    assert {(s.step, s.status, s.attempts) for s in rows} == {
+        ("thumbnail", StepStatus.QUEUED, 1),
+        ("watermark", StepStatus.QUEUED, 1),
+    }
+    for step in rows:
+        assert step.reason is not None
+        assert step.reason.startswith("retrying: EndpointConnectionError"), step.reason
+    assert set(jobs_of(app)) == {"generate_thumbnail", "generate_watermark"}
+
+    storage.start()
+    wait_until(lambda: readable(runtime, photo["key"]), timeout=30, interval=0.2)
+    run_due_jobs(app)  # retries never carry: each step on its own job
+    assert {(s.status, s.attempts, s.reason) for s in steps_of(app)} == {(StepStatus.DONE, 2, None)}
+    assert jobs_of(app) == {}
+    for name in ("thumb-400", "thumb-800", "watermarked"):
+        assert runtime.store.read(photo["key"].replace("original", name))
 
 
 # --- the database goes away while a step runs --------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -104,9 +105,18 @@ def hand_off_for(*, faces: bool) -> Callable[[Session, PendingUpload], None]:
     return hand_off
 
 
-def begin(session: Session, *, upload_id: uuid.UUID, step: StepName) -> datetime | None:
-    """Lock the step and mark it running; return the run's start time, the token that run
-    settles the step with. None when the step is already done (or unknown)."""
+class Run(NamedTuple):
+    """A begun step. `token` (its start time) is what the run settles the step with; `attempt`
+    counts this run among the step's runs since it was last requested, whichever jobs ran
+    them (its own, a carrier's, a retry, a re-queued orphan's): `JOB_MAX_ATTEMPTS` bounds it."""
+
+    token: datetime
+    attempt: int
+
+
+def begin(session: Session, *, upload_id: uuid.UUID, step: StepName) -> Run | None:
+    """Lock the step and mark it running; return the run. None when the step is already done
+    (or unknown)."""
     row = session.scalars(
         select(ProcessingStep)
         .where(ProcessingStep.upload_id == upload_id, ProcessingStep.step == step)
@@ -118,7 +128,7 @@ def begin(session: Session, *, upload_id: uuid.UUID, step: StepName) -> datetime
     row.attempts += 1
     row.started_at = _now()
     session.flush()
-    return row.started_at
+    return Run(row.started_at, row.attempts)
 
 
 def carry(session: Session, *, upload_id: uuid.UUID, wanted: Iterable[StepName]) -> list[StepName]:
@@ -152,7 +162,7 @@ def carry(session: Session, *, upload_id: uuid.UUID, wanted: Iterable[StepName])
 
 
 def hand_back(
-    session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime, reason: str
+    session: Session, *, upload_id: uuid.UUID, step: StepName, run: Run, reason: str
 ) -> None:
     """A carried step that did not finish goes back to a job of its own (if that run still
     holds it)."""
@@ -187,19 +197,17 @@ def release(session: Session, *, upload_id: uuid.UUID, step: StepName) -> None:
     _enqueue(session, upload_id, step)
 
 
-def finish(session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime) -> None:
+def finish(session: Session, *, upload_id: uuid.UUID, step: StepName, run: Run) -> None:
     _settle(session, upload_id, step, run, StepStatus.DONE, None)
 
 
-def fail(
-    session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime, reason: str
-) -> None:
+def fail(session: Session, *, upload_id: uuid.UUID, step: StepName, run: Run, reason: str) -> None:
     """The step failed for good: the reason is shown to clients and in the CLI."""
     _settle(session, upload_id, step, run, StepStatus.FAILED, reason)
 
 
 def retry_later(
-    session: Session, *, upload_id: uuid.UUID, step: StepName, run: datetime, reason: str
+    session: Session, *, upload_id: uuid.UUID, step: StepName, run: Run, reason: str
 ) -> None:
     """A transient failure: back to queued (the job queue retries it with backoff)."""
     _settle(session, upload_id, step, run, StepStatus.QUEUED, f"retrying: {reason}")
@@ -209,14 +217,14 @@ def _settle(
     session: Session,
     upload_id: uuid.UUID,
     step: StepName,
-    run: datetime,
+    run: Run,
     status: StepStatus,
     reason: str | None,
 ) -> bool:
     row = session.get(ProcessingStep, (upload_id, step), with_for_update=True)
     # Only the run that began the step may settle it: a step re-queued (reprocess) while an
     # older run was still going must wait for its new run, not take the old run's result.
-    if row is None or row.started_at != run or row.status != StepStatus.RUNNING:
+    if row is None or row.started_at != run.token or row.status != StepStatus.RUNNING:
         return False
     row.status = status
     row.reason = reason

@@ -160,10 +160,17 @@ def _run_steps(
         try:
             if current == step:
                 outcome = _run_one(
-                    env, upload, step, run, work, original, last_attempt=attempt >= max_attempts
+                    env,
+                    upload,
+                    step,
+                    run,
+                    work,
+                    original,
+                    max_attempts=max_attempts,
+                    job_last_attempt=attempt >= max_attempts,
                 )
             else:
-                _run_carried(env, upload, current, original)
+                _run_carried(env, upload, current, original, max_attempts)
         except Exception:  # the job is retried; the carried steps it did not begin go back
             with env.db.transaction() as session:
                 for left in plan[index + 1 :]:
@@ -178,13 +185,24 @@ def _run_steps(
     return outcome
 
 
-def _run_carried(env: JobEnv, upload: PendingUpload, step: StepName, original: Original) -> None:
+def _run_carried(
+    env: JobEnv, upload: PendingUpload, step: StepName, original: Original, max_attempts: int
+) -> None:
     # Its lines name the step they are about, and the job that carries it.
     with structlog.contextvars.bound_contextvars(step=step.value, carried=True):
         with env.db.transaction() as session:
             run = steps.begin(session, upload_id=upload.id, step=step)
         if run is not None:
-            _run_one(env, upload, step, run, WORK[step], original, last_attempt=None)
+            _run_one(
+                env,
+                upload,
+                step,
+                run,
+                WORK[step],
+                original,
+                max_attempts=max_attempts,
+                job_last_attempt=None,
+            )
 
 
 def _carries(settings: Settings, upload: PendingUpload, step: StepName) -> bool:
@@ -209,14 +227,20 @@ def _run_one(
     env: JobEnv,
     upload: PendingUpload,
     step: StepName,
-    run: datetime,
+    run: steps.Run,
     work: StepWork,
     original: Original,
     *,
-    last_attempt: bool | None,
+    max_attempts: int,
+    job_last_attempt: bool | None,
 ) -> str:
-    """Work one step and settle it. `last_attempt` is None for a carried step: a passing
-    error hands it back to a job of its own instead of raising."""
+    """Work one step and settle it. `job_last_attempt` is whether the job running it will not
+    be retried, None for a carried step: a passing error hands that one back to a job of its
+    own instead of raising.
+
+    `max_attempts` bounds the step's runs, counted on the step (`steps.Run.attempt`), not on
+    the job: a step handed back by its carrier, or re-queued by the reconciler, starts a job
+    whose own count starts again at 1."""
     upload_id = upload.id
     started = time.perf_counter()
     # Process CPU, not the thread's: libvips and dlib work in threads of their own.
@@ -232,16 +256,23 @@ def _run_one(
         return "failed"
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
+        last_attempt = run.attempt >= max_attempts or bool(job_last_attempt)
+        carried = job_last_attempt is None
         with env.db.transaction() as session:
-            if last_attempt is None:
-                steps.hand_back(session, upload_id=upload_id, step=step, run=run, reason=reason)
-            elif last_attempt:
+            if last_attempt:
                 steps.fail(session, upload_id=upload_id, step=step, run=run, reason=reason)
+            elif carried:
+                steps.hand_back(session, upload_id=upload_id, step=step, run=run, reason=reason)
             else:
                 steps.retry_later(session, upload_id=upload_id, step=step, run=run, reason=reason)
-        if last_attempt is None:
+        if carried and not last_attempt:
             log.warning("carried step handed back", error=reason)
             return "handed back"
+        if carried or (last_attempt and not job_last_attempt):
+            # The step has used up its runs before this job did: it failed for good, and the
+            # job must not be retried (a retry would run the failed step again).
+            log.error("step failed: attempts used up", error=reason, attempts=run.attempt)
+            return "failed"
         log.exception("step error", last_attempt=last_attempt)
         raise
     with env.db.transaction() as session:
