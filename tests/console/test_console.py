@@ -82,8 +82,12 @@ def test_attendee_finds_exactly_their_photos_and_revoking_empties_them(
 
     screen = console.sign_in_as("user")
     console.screenshots("attendee-consent")
+    # No selfie can be picked before the grant is recorded (the API would answer 403).
+    expect(console.page.locator("#consent-status")).to_have_attribute("data-consent", "none")
+    expect(console.page.locator("#selfie-file")).to_be_disabled()
     screen.get_by_role("button", name="I agree: grant consent").click()
     expect(console.page.locator("#consent-status")).to_have_attribute("data-consent", "active")
+    expect(console.page.locator("#selfie-file")).to_be_enabled()
     console.page.set_input_files("#selfie-file", str(FACES / "obama_1.jpg"))
     expect(console.page.locator("#face-status")).to_have_attribute(
         "data-face", "indexed", timeout=SETTLE_MS
