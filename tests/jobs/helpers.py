@@ -48,6 +48,20 @@ def drain(app: FastAPI, *, concurrency: int = 2) -> None:
     raise AssertionError("new jobs kept coming: a job re-queuing itself?")
 
 
+def make_waiting_jobs_due(app: FastAPI) -> int:
+    """Move every waiting job's `scheduled_at` to now (a retry's backoff, once checked, is not
+    what a test waits for); returns how many jobs wait."""
+    with app.state.db.transaction() as session:
+        return len(
+            session.execute(
+                text(
+                    "UPDATE procrastinate_jobs SET scheduled_at = now()"
+                    " WHERE status = 'todo' RETURNING id"
+                )
+            ).all()
+        )
+
+
 def new_jobs(app: FastAPI) -> int:
     """Jobs waiting to run for the first time."""
     with app.state.db.transaction() as session:

@@ -15,7 +15,7 @@ from mediaplane.jobs import derivatives as job_derivatives
 from mediaplane.jobs import steps as job_steps
 from mediaplane.jobs import tasks as job_tasks
 from mediaplane.jobs.models import StepName, StepStatus
-from tests.jobs.helpers import drain, steps_of, upload_photo
+from tests.jobs.helpers import drain, make_waiting_jobs_due, steps_of, upload_photo
 
 FACES = Path(__file__).parents[1] / "fixtures" / "faces"
 
@@ -172,14 +172,7 @@ def test_a_handed_back_step_runs_no_more_than_job_max_attempts_in_all(
     upload_photo(client, photographer, (FACES / "obama_2.jpg").read_bytes())
     one_at_a_time(app)  # carried and handed back, then its own job's first run
     for _ in range(10):  # its retries, each made due at once (the backoff is not the point)
-        with app.state.db.transaction() as session:
-            waiting = session.execute(
-                text(
-                    "UPDATE procrastinate_jobs SET scheduled_at = now()"
-                    " WHERE status = 'todo' RETURNING id"
-                )
-            ).all()
-        if not waiting:
+        if not make_waiting_jobs_due(app):
             break
         drain(app, concurrency=1)
     max_attempts = app.state.jobs.settings.job_max_attempts

@@ -28,7 +28,7 @@ from mediaplane.jobs.models import StepStatus
 from mediaplane.runtime import Runtime
 from tests.fixtures.s3 import RunningWeed, S3ServerInfo, weed_mini
 from tests.imaging import factories
-from tests.jobs.helpers import drain, steps_of, upload_photo, wait_until
+from tests.jobs.helpers import drain, make_waiting_jobs_due, steps_of, upload_photo, wait_until
 from tests.jobs.test_workers import large_jpeg
 
 pytestmark = pytest.mark.slow
@@ -109,10 +109,7 @@ def jobs_of(app: FastAPI) -> dict[str, dict]:
 
 def run_due_jobs(app: FastAPI) -> tuple[datetime, datetime]:
     """Make the retried jobs due now (the backoff already checked), run them; (start, end)."""
-    with app.state.db.transaction() as session:
-        session.execute(
-            text("UPDATE procrastinate_jobs SET scheduled_at = now() WHERE status = 'todo'")
-        )
+    make_waiting_jobs_due(app)
     start = datetime.now(UTC)
     drain(app)
     return start, datetime.now(UTC)

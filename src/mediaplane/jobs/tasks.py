@@ -268,9 +268,10 @@ def _run_one(
         if carried and not last_attempt:
             log.warning("carried step handed back", error=reason)
             return "handed back"
-        if carried or (last_attempt and not job_last_attempt):
-            # The step has used up its runs before this job did: it failed for good, and the
-            # job must not be retried (a retry would run the failed step again).
+        if last_attempt and not job_last_attempt:
+            # The step has used up its runs before this job did (or its carrier's job goes
+            # on): it failed for good, and the job must not be retried for it (a retry would
+            # run the failed step again).
             log.error("step failed: attempts used up", error=reason, attempts=run.attempt)
             return "failed"
         log.exception("step error", last_attempt=last_attempt)
