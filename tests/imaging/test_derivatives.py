@@ -452,6 +452,28 @@ def test_what_a_shared_decode_renders_matches_a_decode_of_its_own() -> None:
         assert (a - b).abs().avg() < 1
 
 
+def test_a_preview_rendered_alone_streams_its_pixels_and_a_shared_one_keeps_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = factories.jpeg_bytes(4000, 3000)
+    make_watermarked(data, text="acme", limits=LIMITS)  # the overlay of this size, cached
+    copies: list[tuple[int, int]] = []
+    real = pyvips.Image.copy_memory
+
+    def counting(image: pyvips.Image) -> pyvips.Image:
+        copies.append((image.width, image.height))
+        return real(image)
+
+    monkeypatch.setattr(pyvips.Image, "copy_memory", counting)
+    alone = Original(data, LIMITS, [preview_fit()])
+    make_watermarked(alone, text="acme", limits=LIMITS)
+    # One box: decoded straight into the encoder, never held whole (a 2000×1500 frame).
+    assert (alone.decodes, copies) == (1, [])
+    shared = _shared_original(data)
+    make_watermarked(shared, text="acme", limits=LIMITS)
+    assert (shared.decodes, copies) == (1, [(2000, 1500)])  # kept for the other boxes
+
+
 def test_a_box_wider_than_those_declared_gets_a_decode_of_its_own() -> None:
     original = Original(factories.jpeg_bytes(4000, 3000), LIMITS, [thumbnail_fit()])
     assert original.fitted(thumbnail_fit()).width == 800

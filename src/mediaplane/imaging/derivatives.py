@@ -49,6 +49,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyvips
 
@@ -132,9 +133,9 @@ def make_watermarked(
     _check_quality(quality)
     fit = preview_fit(max_edge)
     original = source if isinstance(source, Original) else Original(source, limits, [fit])
-    image = original.fitted(fit)
-    with libvips_errors():
-        return encode_jpeg(watermark(image, text), quality=quality, progressive=False)
+    return original.render(
+        fit, lambda image: encode_jpeg(watermark(image, text), quality=quality, progressive=False)
+    )
 
 
 def preview_fit(max_edge: int = WATERMARK_MAX_EDGE) -> Fit:
@@ -211,6 +212,9 @@ def decode_within(
 # thumbnails 15 ms, the watermark 18 ms, the faces' 1500 px frame 11 ms.
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
 class Fit:
     """A box the upright picture is shrunk to fit, never enlarged. `undershoot` as in
@@ -276,7 +280,7 @@ class Original:
             self._waiting.append(fit)
         if self._frame is None or fit.scale(size) > self._frame_scale:
             widest = max(self._waiting, key=lambda f: (f.scale(size), -f.undershoot))
-            self._frame = self._decode(fmt, header, widest)
+            self._frame = self._decode(fmt, header, widest, pyvips.Image.copy_memory)
             self._frame_scale = widest.scale(size)
         frame = self._frame
         self._waiting.remove(fit)
@@ -288,15 +292,34 @@ class Original:
             shrunk = frame.thumbnail_image(fit.width, height=fit.height, size=pyvips.Size.DOWN)
             return shrunk.copy_memory()
 
-    def _decode(self, fmt: ImageFormat, header: pyvips.Image, fit: Fit) -> pyvips.Image:
+    def render(self, fit: Fit, finish: Callable[[pyvips.Image], _T]) -> _T:
+        """`finish` applied to the picture fitted to `fit`. When `fit` is the only box this
+        Original ever serves, the pixels stream from the decoder through `finish` (which must
+        read them once: an encode), under the decode budget, and are never held whole in
+        memory: copying a frame only pays when several boxes share it (a 2000×1500 preview of a
+        12 MP photo: 4 ms of 71, measured). Otherwise as `fitted`."""
+        if self._frame is not None or self._waiting not in ([], [fit]):
+            image = self.fitted(fit)
+            with libvips_errors():
+                return finish(image)
+        self._waiting = []
+        return self._decode(*self.opened(), fit, finish)
+
+    def _decode(
+        self,
+        fmt: ImageFormat,
+        header: pyvips.Image,
+        fit: Fit,
+        finish: Callable[[pyvips.Image], _T],
+    ) -> _T:
         self.decodes += 1
-        data = self.data
+        data = self.data  # referenced until `finish` has read the pixels (decode_within's TRAP)
         wait = self.limits.decode_wait_seconds
         with decoding(fmt, header, wait_seconds=wait), libvips_errors():
             image = decode_within(
                 data, fmt, header, width=fit.width, height=fit.height, undershoot=fit.undershoot
             )
-            return opaque_srgb(image).copy_memory()
+            return finish(opaque_srgb(image))
 
 
 def _jpeg_shrink(header: pyvips.Image, width: int, height: int, undershoot: float = 0.0) -> int:
